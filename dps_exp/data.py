@@ -1,0 +1,89 @@
+"""Where images come from: the bundled samples or a folder, as (3, size, size) tensors in [0, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as TF
+
+from dps_exp.config import Range
+from dps_exp.errors import DataError
+
+ASSETS = Path(__file__).parent / "assets"
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+SAMPLE_ORDER = ("face.png", "cat.png", "coffee.png", "rocket.png")
+
+
+@dataclass(frozen=True)
+class Item:
+    index: int
+    """Position in the (unsharded) list; seeds derive from it, so it never changes with batching."""
+    source: str
+    """The file the image comes from."""
+
+
+def load_image(path: Path, size: int) -> Tensor:
+    """An image file as RGB (grey is replicated, alpha dropped), centre-cropped to a square and resized
+    with antialiasing to size×size; float32 in [0, 1], shape (3, size, size)."""
+    try:
+        img = decode_image(str(path), mode=ImageReadMode.RGB)
+    except Exception as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+    side = min(img.shape[-2:])
+    img = TF.center_crop(img, [side, side]).float() / 255.0
+    if side != size:
+        img = TF.resize(img, [size, size], antialias=True)
+    return img.clamp(0.0, 1.0)
+
+
+class Images:
+    """A fixed, ordered list of image files. `limit` keeps the first N; `batch_size` bounds how many
+    samples (images × sweep points) go through the sampler together."""
+
+    def __init__(self, files: list[Path], size: int, batch_size: int, limit: int | None):
+        if not files:
+            raise DataError("no images to run on")
+        self.files = files[:limit] if limit else files
+        self.size = size
+        self.batch_size = batch_size
+
+    def items(self) -> list[Item]:
+        return [Item(i, str(f)) for i, f in enumerate(self.files)]
+
+    def load(self, item: Item) -> Tensor:
+        return load_image(Path(item.source), self.size)
+
+
+class SampleImages(Images):
+    """Four photographs bundled with the package (see assets/SOURCES.md); the first is a face."""
+
+    def __init__(
+        self,
+        size: Annotated[int, Range(8, 1024)] = 256,
+        batch_size: Annotated[int, Range(1, None)] = 4,
+        limit: Annotated[int, Range(1, None)] | None = None,
+    ):
+        super().__init__([ASSETS / name for name in SAMPLE_ORDER], size, batch_size, limit)
+
+
+class ImageFolder(Images):
+    """Every PNG/JPEG file directly in `root`, in sorted order."""
+
+    def __init__(
+        self,
+        root: str,
+        size: Annotated[int, Range(8, 1024)] = 256,
+        batch_size: Annotated[int, Range(1, None)] = 4,
+        limit: Annotated[int, Range(1, None)] | None = None,
+    ):
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data.root={root!r} is not a folder")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
+        if not files:
+            raise DataError(f"no PNG or JPEG images in data.root={root!r}")
+        super().__init__(files, size, batch_size, limit)

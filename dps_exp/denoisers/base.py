@@ -1,0 +1,63 @@
+"""The prior's interface: an ε-prediction network on [-1, 1] images, called with integer timesteps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dps_exp.schedule import Schedule
+
+
+@dataclass
+class Prediction:
+    """What a prior says about x_t at timestep t (all (B, C, H, W))."""
+
+    eps: Tensor
+    """ε̂(x_t, t), the predicted noise."""
+    x0: Tensor
+    """x̂0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, Tweedie's estimate of the clean image (not clipped)."""
+    var: Tensor | None = None
+    """Learned-range variance output v ∈ [−1, 1] (guided-diffusion), for networks that have it."""
+
+
+class Denoiser(nn.Module):
+    """An ε-prediction diffusion prior. Subclasses implement `network` (raw output: ε, or ε and v stacked
+    on channels when `learned_variance`) or, for closed-form priors, override `forward`.
+
+    The ε ↔ x̂0 conversions live here and nowhere else.
+    """
+
+    learned_variance: bool = False
+
+    def __init__(self, schedule: Schedule):
+        super().__init__()
+        ab = schedule.alphas_cumprod
+        self.register_buffer("alphas_cumprod", ab.float(), persistent=False)
+        self.register_buffer("sqrt_ab", ab.sqrt().float(), persistent=False)
+        self.register_buffer("sqrt_1m_ab", (1 - ab).sqrt().float(), persistent=False)
+        self.autocast_dtype: torch.dtype | None = None
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
+        """x_t (B, C, H, W) on the diffusion scale, t (B,) long in [0, T)."""
+        with torch.autocast(x_t.device.type, self.autocast_dtype or torch.float32, self.autocast_dtype is not None):
+            out = self.network(x_t, t)
+        out = out.float()
+        channels = x_t.shape[1]
+        eps, var = (out[:, :channels], out[:, channels:]) if self.learned_variance else (out, None)
+        return Prediction(eps=eps, x0=self.x0_from_eps(x_t, t, eps), var=var)
+
+    def _coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return self.sqrt_ab[t].view(-1, 1, 1, 1), self.sqrt_1m_ab[t].view(-1, 1, 1, 1)
+
+    def x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        a, s = self._coefficients(t)
+        return (x_t - s * eps) / a
+
+    def eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+        a, s = self._coefficients(t)
+        return (x_t - a * x0) / s

@@ -1,0 +1,53 @@
+"""What every forward model provides: y = noise(A(x)) on [-1, 1] images, one operator per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+import torch
+from torch import Tensor
+
+from dps_exp.physics.noise import Noise
+
+
+class Physics:
+    """A batch of forward models. Parameters are numbers or (B,) tensors (one value per sample).
+
+    Random parts (masks, kernels) are drawn by `draw` from per-sample CPU generators, so the operator a
+    sample gets does not depend on the device or on the rest of its batch.
+    """
+
+    def __init__(self, noise: Noise):
+        self.noise = noise
+
+    def draw(self, shape: Sequence[int], gens: Sequence[torch.Generator], device: torch.device) -> Self:
+        """Draw the random parts for images of `shape` (B, C, H, W); returns self. Default: none."""
+        return self
+
+    def A(self, x: Tensor) -> Tensor:
+        """The noiseless forward model, differentiable in x (B, C, H, W) ∈ [-1, 1]."""
+        raise NotImplementedError
+
+    def measure(self, x: Tensor, gens: Sequence[torch.Generator]) -> Tensor:
+        """y = noise(A(x)), the noise of sample b drawn from gens[b]."""
+        return self.noise.sample(self.A(x), gens)
+
+    def distance(self, y: Tensor, x: Tensor) -> Tensor:
+        """The DPS data-consistency distance ‖y − A(x)‖ per sample, shape (B,), as the noise model weighs it."""
+        return self.noise.distance(y, self.A(x))
+
+    def state(self) -> dict[str, Tensor]:
+        """The tensors that pin down the drawn operators (masks, kernels), batch-first, saved with results."""
+        return {}
+
+    def to_image(self, y: Tensor) -> Tensor:
+        """A measurement shown as a [-1, 1] image batch (for pictures only)."""
+        return y
+
+
+class LinearPhysics(Physics):
+    """A linear forward model: A has an adjoint A_T with ⟨A x, y⟩ = ⟨x, A_T y⟩."""
+
+    def A_T(self, y: Tensor) -> Tensor:
+        raise NotImplementedError

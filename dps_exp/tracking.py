@@ -1,0 +1,180 @@
+"""Where results go: files in the run directory (the source of truth) and, mirrored, Weights & Biases."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+
+
+def _jsonable(value: Any) -> Any:
+    """Floats that JSON cannot hold (NaN, ±inf) become null: a diverged sample has no score."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Mapping) -> None:
+    """Write atomically, so an interrupted run never leaves half a summary."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(dict(data)), indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_results(path: Path) -> list[dict]:
+    """Every complete line of a results.jsonl; a torn last line (a killed run) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+class Recorder:
+    """Writes one run's results into its directory:
+
+    results.jsonl  one line per image × sweep point, appended and flushed as each finishes
+    images/        a PNG panel per line (measurement | reconstruction | ground truth)
+    operators/     the drawn operator of each line (masks, kernels) as a tensor file and, for masks, a PNG
+    summary.json   aggregates, the resolved config, wall time, device
+    """
+
+    def __init__(self, out_dir: Path):
+        self.dir = Path(out_dir)
+        for sub in ("images", "operators"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.results_path = self.dir / RESULTS
+        self._drop_torn_line()
+
+    def _drop_torn_line(self) -> None:
+        """A run killed mid-write can leave a partial last line; cut it so appends start clean."""
+        if not self.results_path.exists():
+            return
+        data = self.results_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self.results_path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def rows(self) -> list[dict]:
+        return read_results(self.results_path)
+
+    def append(self, row: Mapping) -> None:
+        line = json.dumps(_jsonable(dict(row)), default=str) + "\n"
+        with self.results_path.open("a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def save_panel(self, key: str, panels: Sequence[Tensor]) -> str:
+        """Save [0, 1] images (3, H, W) side by side; returns the path relative to the run directory."""
+        rel = f"images/{key}.png"
+        save_image(make_grid(list(panels), nrow=len(panels), padding=2, pad_value=1.0), self.dir / rel)
+        return rel
+
+    def save_operator(self, key: str, state: Mapping[str, Tensor]) -> str | None:
+        """Save the tensors that pin down one sample's operator; masks also as PNG for a look."""
+        if not state:
+            return None
+        rel = f"operators/{key}.pt"
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, self.dir / rel)
+        if "mask" in state:
+            save_image(state["mask"].float(), self.dir / f"operators/{key}_mask.png")
+        return rel
+
+    def write_summary(self, summary: Mapping) -> None:
+        write_json(self.dir / SUMMARY, summary)
+
+
+class Logger:
+    """Mirrors a run somewhere besides the disk. This base class mirrors nothing (`logger=none`)."""
+
+    def start(self, config: Mapping, out_dir: Path, name: str) -> None:
+        pass
+
+    def log_row(self, row: Mapping, image: Path | None) -> None:
+        pass
+
+    def finish(self, summary: Mapping, rows: Sequence[Mapping]) -> None:
+        pass
+
+
+class WandbLogger(Logger):
+    """Weights & Biases: config, per-image metrics and panels, a results table and the summary.
+
+    mode: `offline` (default: needs no account or network; `wandb sync` uploads later), `online`, `disabled`.
+    """
+
+    def __init__(
+        self,
+        mode: Literal["offline", "online", "disabled"] = "offline",
+        project: str = "dps-exp",
+        entity: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
+        log_images: bool = True,
+    ):
+        self.mode, self.project, self.entity, self.group = mode, project, entity, group
+        self.tags, self.log_images = list(tags), log_images
+        self.run = None
+
+    def start(self, config: Mapping, out_dir: Path, name: str) -> None:
+        import wandb
+
+        try:
+            self.run = wandb.init(
+                project=self.project,
+                entity=self.entity,
+                group=self.group,
+                tags=self.tags,
+                name=name,
+                mode=self.mode,
+                dir=str(out_dir),
+                config=dict(config),
+                reinit="finish_previous",
+            )
+        except Exception as err:
+            raise RuntimeError(
+                f"W&B could not start a {self.mode} run ({err}). Use logger.mode=offline (and `wandb sync` "
+                "later) or logger=none; results are written to disk either way."
+            ) from err
+
+    def log_row(self, row: Mapping, image: Path | None) -> None:
+        import wandb
+
+        data = {k: v for k, v in row.get("metrics", {}).items() if v is not None}
+        if self.log_images and image is not None:
+            data["panel"] = wandb.Image(str(image), caption=row["key"])
+        self.run.log({"index": row["index"], **data})
+
+    def finish(self, summary: Mapping, rows: Sequence[Mapping]) -> None:
+        import wandb
+
+        if rows:
+            columns = ["key", "index", "source", "status", *rows[0].get("metrics", {})]
+            table = wandb.Table(columns=columns)
+            for r in rows:
+                table.add_data(*[r.get(c, r.get("metrics", {}).get(c)) for c in columns])
+            self.run.log({"results": table})
+        for name, agg in summary.get("metrics", {}).items():
+            for stat, value in agg.items():
+                self.run.summary[f"{name}/{stat}"] = value
+        self.run.summary["wall_time_s"] = summary.get("wall_time_s")
+        self.run.finish()
+        self.run = None

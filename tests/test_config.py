@@ -1,0 +1,75 @@
+"""Bad config values stop the run before any work, with one line naming the key, value and range."""
+
+from __future__ import annotations
+
+import pytest
+
+from dps_exp.config import resolve
+from dps_exp.errors import ConfigError
+from dps_exp.experiment import validate
+from tests.helpers import cli, compose
+
+INVALID = {
+    "physics.mask=1.5": "physics.mask=1.5 is not allowed: it must satisfy 0 < mask ≤ 1",
+    "sampler.steps=0": "sampler.steps=0 is not allowed: it must satisfy 1 ≤ steps ≤ 1000",
+    "sampler.steps=1001": "sampler.steps=1001 is not allowed: it must satisfy 1 ≤ steps ≤ 1000",
+    "sampler.eta=-1": "sampler.eta=-1 is not allowed: it must satisfy 0 ≤ eta ≤ 1",
+    "sampler.step_size=-0.1": "sampler.step_size=-0.1 is not allowed: it must satisfy 0 ≤ step_size",
+    "physics.noise.sigma=-1": "physics.noise.sigma=-1 is not allowed: it must satisfy 0 ≤ sigma",
+}
+
+
+@pytest.mark.parametrize("override", list(INVALID))
+def test_invalid_value_exits_with_one_line(override, tmp_path):
+    proc = cli(override, "logger=none", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {INVALID[override]}"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("results.jsonl"))
+
+
+def test_misspelt_group_option_lists_the_valid_ones(tmp_path):
+    proc = cli("physics=inpaint_rnd", cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "Could not find 'physics/inpaint_rnd'" in proc.stderr
+    assert "inpaint_random" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sampler.steps=abc", "sampler.steps='abc' is not allowed: it must be an integer"),
+        ("sampler.eta=true", "sampler.eta=True is not allowed: it must be a number"),
+        ("device=tpu", "device='tpu' is not allowed: it must be one of auto, cpu, cuda"),
+        ("seed=-3", "seed=-3 is not allowed: it must satisfy 0 ≤ seed"),
+        ("physics.noise.kind=laplace", "physics.noise.kind='laplace' is not allowed: it must be one of"),
+        ("+physics.foo=1", "physics.foo is not a key of physics (RandomInpainting); valid keys: mask, noise"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: it must satisfy 1 ≤ batch_size"),
+        ("metrics.names=[psnr,fid2]", "metrics.names[1]='fid2' is not allowed: it must be one of psnr, ssim"),
+    ],
+)
+def test_validation_messages(override, message):
+    with pytest.raises(ConfigError) as err:
+        validate(resolve(compose([override])))
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_every_option_of_every_group_composes_and_validates():
+    from tests.helpers import CONF_DIR
+
+    for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "experiment"):
+        for option in sorted(group_dir.glob("*.yaml")):
+            overrides = [f"{group_dir.name}={option.stem}"]
+            if overrides[0] == "data=folder":
+                overrides.append(f"data.root={CONF_DIR}")
+            validate(resolve(compose(overrides)))
+
+
+def test_every_experiment_composes_and_validates():
+    from tests.helpers import CONF_DIR
+
+    for exp in sorted((CONF_DIR / "experiment").rglob("*.yaml")):
+        name = exp.relative_to(CONF_DIR / "experiment").with_suffix("").as_posix()
+        validate(resolve(compose([f"experiment={name}"])))

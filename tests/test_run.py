@@ -1,0 +1,147 @@
+"""The Run's reliability: divergence, interruption and resume, unreadable images, foreign results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from dps_exp.config import resolve
+from dps_exp.denoisers import StationaryGaussian
+from dps_exp.errors import ConfigError
+from dps_exp.experiment import Run
+from dps_exp.physics import Noise, RandomInpainting
+from dps_exp.samplers.dps import DPS
+from tests.helpers import compose
+
+
+def spec(*overrides):
+    return resolve(compose(["data.size=16", "sampler.steps=10", "logger=none", "progress=false", *overrides]))
+
+
+def test_a_diverging_sample_is_stopped_and_recorded_while_others_finish(schedule):
+    class Breaks(StationaryGaussian):
+        def forward(self, x_t, t):
+            pred = super().forward(x_t, t)
+            pred.x0[1:2] = torch.where(t[1] < 500, torch.nan, pred.x0[1:2])
+            return pred
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    physics = RandomInpainting(mask=0.5, noise=Noise(sigma=0.05)).draw(x.shape, [torch.Generator()] * 2, "cpu")
+    y = physics.measure(x, [torch.Generator().manual_seed(i) for i in range(2)])
+    draws = [torch.randn(2, 3, 8, 8) for _ in range(11)]
+    it = iter(draws)
+    result = DPS(steps=10).sample(y, physics, Breaks(schedule), schedule, noise=lambda: next(it))
+    ts = DPS(steps=10).timesteps(schedule).tolist()
+    first_bad = next(i for i, t in enumerate(ts) if t < 500)
+    assert result.diverged_at.tolist() == [-1, first_bad]
+    assert torch.isfinite(result.x).all()
+    it = iter(d[:1] for d in draws)
+    alone = DPS(steps=10).sample(
+        y[:1], physics_slice(physics, 0), StationaryGaussian(schedule), schedule, lambda: next(it)
+    )
+    assert torch.allclose(result.x[0], alone.x[0], atol=1e-5)
+
+
+def physics_slice(physics, b):
+    p = RandomInpainting(mask=physics.mask, noise=physics.noise)
+    p.m = physics.m[b : b + 1]
+    return p
+
+
+def test_diverged_rows_say_so(tmp_path, monkeypatch):
+    run = Run(spec("data.limit=2"), tmp_path)
+    original = run.denoiser.forward
+
+    def breaks_second(x_t, t):
+        pred = original(x_t, t)
+        if x_t.shape[0] == 2:
+            pred.x0[1] = torch.nan
+        return pred
+
+    monkeypatch.setattr(run.denoiser, "forward", breaks_second)
+    summary = run.execute()
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "diverged"]
+    assert rows[1]["diverged_step"] == 0 and rows[1]["metrics"]["psnr"] is None
+    assert summary["diverged"] == 1 and summary["metrics"]["psnr"]["n"] == 1
+
+
+def test_interrupted_run_keeps_finished_rows_and_resumes_without_duplicates(tmp_path, monkeypatch):
+    s = spec("data.batch_size=1")
+    run = Run(s, tmp_path)
+    calls = {"n": 0}
+    real = Run.run_batch
+
+    def flaky(self, chunk):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, chunk)
+
+    monkeypatch.setattr(Run, "run_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["rows"] == 2
+    monkeypatch.setattr(Run, "run_batch", real)
+    Run(s, tmp_path).execute()
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    fresh = tmp_path / "fresh"
+    Run(s, fresh).execute()
+    again = [json.loads(line) for line in (fresh / "results.jsonl").read_text().splitlines()]
+    assert [r["metrics"] for r in rows] == [r["metrics"] for r in again]
+
+
+def test_a_torn_last_line_is_dropped(tmp_path):
+    s = spec("data.limit=1")
+    Run(s, tmp_path).execute()
+    with (tmp_path / "results.jsonl").open("a") as f:
+        f.write('{"key": "00001-')  # killed mid-write
+    Run(spec("data.limit=2"), tmp_path).execute()
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1]
+
+
+def test_results_of_another_config_are_not_mixed_in(tmp_path):
+    Run(spec("data.limit=1"), tmp_path).execute()
+    with pytest.raises(ConfigError, match="already holds results of another configuration"):
+        Run(spec("data.limit=1", "denoiser.alpha=2.0"), tmp_path).execute()
+
+
+def test_folder_data_converts_grey_and_rgba_and_reports_unreadable_files(tmp_path, caplog):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.new("L", (40, 30), 128).save(root / "a_grey.png")
+    Image.new("RGBA", (30, 40), (255, 0, 0, 100)).save(root / "b_rgba.png")
+    Image.new("RGB", (20, 20), (0, 0, 255)).save(root / "c.jpg")
+    (root / "d_broken.png").write_bytes(b"not a png")
+    (root / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    summary = Run(spec("data=folder", f"data.root={root}"), out).execute()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["source"].rsplit("/", 1)[1] for r in rows) == [
+        "a_grey.png",
+        "b_rgba.png",
+        "c.jpg",
+        "d_broken.png",
+    ]
+    broken = next(r for r in rows if r["source"].endswith("d_broken.png"))
+    assert broken["status"] == "unreadable" and "d_broken.png" in broken["error"]
+    assert "d_broken.png" in caplog.text
+    assert summary["ok"] == 3 and summary["unreadable"] == 1
+
+
+@pytest.mark.parametrize(
+    "make, message", [(lambda p: None, "is not a folder"), (lambda p: p.mkdir(), "no PNG or JPEG")]
+)
+def test_bad_data_folders_are_named(tmp_path, make, message):
+    from dps_exp.errors import DataError
+
+    root = tmp_path / "nothing"
+    make(root)
+    with pytest.raises(DataError, match=message):
+        Run(spec("data=folder", f"data.root={root}"), tmp_path / "out")
