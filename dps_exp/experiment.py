@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 import dps_exp
 from dps_exp import batch
-from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys, resolve
+from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys, resolve, target_of
 from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.errors import ConfigError, DataError
@@ -45,9 +45,13 @@ class Settings:
         self,
         seed: Annotated[int, Range(0, None), PER_SAMPLE] = 0,
         device: Literal["auto", "cpu", "cuda"] = "auto",
+        precision: Literal["fp32", "bf16"] = "fp32",
+        compile: bool = False,
+        channels_last: bool = False,
         progress: bool = True,
     ):
         self.seed, self.device, self.progress = seed, device, progress
+        self.precision, self.compile, self.channels_last = precision, compile, channels_last
 
 
 def to_signed(x: Tensor) -> Tensor:
@@ -68,6 +72,12 @@ def validate(spec: Mapping) -> None:
         check_node(spec[group], group, injected=INJECTED.get(group, frozenset()))
     top = {k: v for k, v in spec.items() if k not in GROUPS}
     check_node(top, "", target=Settings)
+    prior = target_of(spec["denoiser"])
+    if spec["sampler"].get("variance") == "learned" and not getattr(prior, "learned_variance", False):
+        raise ConfigError(
+            f"sampler.variance=learned needs a prior with learned variance (denoiser=ffhq or imagenet); "
+            f"{prior.__name__} has none (use sampler.variance=eta)"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,6 +154,7 @@ class Run:
         self.logger: Logger = build(spec["logger"])
         self.denoiser: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.denoiser.to(self.device).eval().requires_grad_(False)
+        self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
         self.recorder = Recorder(out_dir)
 
     @classmethod

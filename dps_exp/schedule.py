@@ -49,6 +49,18 @@ class Schedule:
         stride = self.num_train_steps // steps
         return torch.arange(0, self.num_train_steps, stride, device=self.device).flip(0)
 
+    def respaced(self, steps: int) -> Tensor:
+        """guided-diffusion's `space_timesteps(T, [steps])`: exactly `steps` timesteps spread evenly from 0
+        to T − 1 (rounded as it rounds, accumulating the stride), walked backwards."""
+        if not 1 <= steps <= self.num_train_steps:
+            raise ValueError(f"steps must be in [1, {self.num_train_steps}], got {steps}")
+        stride = (self.num_train_steps - 1) / (steps - 1) if steps > 1 else 1.0
+        taken, position = [], 0.0
+        for _ in range(steps):
+            taken.append(round(position))
+            position += stride
+        return torch.tensor(sorted(set(taken), reverse=True), device=self.device)
+
 
 class LinearSchedule(Schedule):
     """β linear from `beta_start` to `beta_end` over `num_train_steps` steps (DDPM; the DPS paper's priors)."""

@@ -20,9 +20,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "config"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])
 
 
-def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m dps_exp.run ARGS` in `cwd`, offline, with W&B quiet."""
-    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", **(env or {})}
     env.pop("WANDB_MODE", None)
     return subprocess.run(
         [sys.executable, "-m", "dps_exp.run", *args],
@@ -32,4 +32,3 @@ def cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProces
         text=True,
         timeout=timeout,
     )
-

@@ -40,7 +40,7 @@ POINTS = [
 
 
 def test_batched_equals_alone(tmp_path):
-    cfg = compose(["data.size=16", "sampler.steps=20", "logger=none", "progress=false"])
+    cfg = compose(["denoiser=gaussian", "data.size=16", "sampler.steps=20", "logger=none", "progress=false"])
     run = Run(OmegaConf.to_container(cfg, resolve=True), tmp_path, points=POINTS)
     item = run.data.items()[0]
     together = run.run_batch([(item, p) for p in POINTS])

@@ -75,12 +75,12 @@ def test_each_step_matches_deepinv(tiny, schedule, problem, steps, eta, monkeypa
     xs, draws = deepinv_trajectory(tiny, schedule, y, physics.m.expand_as(y), steps, eta, monkeypatch)
     sampler = DPS(steps=steps, eta=eta)  # default step_size 1/√2 is deepinv's L2().sqrt()
     ts = sampler.timesteps(schedule)
-    c_x0, c_xt, sigma = sampler.coefficients(schedule, ts, y.shape[0])
+    update = sampler.update_rule(schedule, ts, y.shape[0])
     assert len(xs) == len(ts) + 1
     worst = 0.0
     for i, t in enumerate(ts):
         pred, g = guidance(xs[i], t.expand(2), y, physics, tiny)
-        ours = sampler.step(xs[i], pred, g, draws[i + 1], c_x0[i], c_xt[i], sigma[i], sampler.step_size)
+        ours = update(i, xs[i], pred, draws[i + 1]) - sampler.step_size * g
         worst = max(worst, (ours - xs[i + 1]).abs().max().item())
     assert worst <= TOL, f"worst step disagreement {worst:.2e}"
 
@@ -115,8 +115,8 @@ def test_an_off_by_one_timestep_is_caught(tiny, schedule, problem, monkeypatch):
     xs, draws = deepinv_trajectory(tiny, schedule, y, physics.m.expand_as(y), 10, 1.0, monkeypatch)
     sampler = DPS(steps=10, eta=1.0)
     ts = sampler.timesteps(schedule)
-    c_x0, c_xt, sigma = sampler.coefficients(schedule, ts, 2)
+    update = sampler.update_rule(schedule, ts, 2)
     i = 3
     pred, g = guidance(xs[i], (ts[i] - 100).expand(2), y, physics, tiny)
-    ours = sampler.step(xs[i], pred, g, draws[i + 1], c_x0[i], c_xt[i], sigma[i], sampler.step_size)
+    ours = update(i, xs[i], pred, draws[i + 1]) - sampler.step_size * g
     assert (ours - xs[i + 1]).abs().max().item() > 1e-2

@@ -18,7 +18,19 @@ from tests.helpers import compose
 
 
 def spec(*overrides):
-    return resolve(compose(["data.size=16", "sampler.steps=10", "logger=none", "progress=false", *overrides]))
+    return resolve(
+        compose(
+            [
+                "denoiser=gaussian",
+                "data.size=16",
+                "data.limit=null",
+                "sampler.steps=10",
+                "logger=none",
+                "progress=false",
+                *overrides,
+            ]
+        )
+    )
 
 
 def test_a_diverging_sample_is_stopped_and_recorded_while_others_finish(schedule):

@@ -38,14 +38,29 @@ class Denoiser(nn.Module):
         self.register_buffer("sqrt_ab", ab.sqrt().float(), persistent=False)
         self.register_buffer("sqrt_1m_ab", (1 - ab).sqrt().float(), persistent=False)
         self.autocast_dtype: torch.dtype | None = None
+        self.channels_last = False
+
+    def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
+        """Speed options for networks (closed-form priors ignore them): bf16 autocast around the network
+        (the DPS update stays fp32), channels_last memory format, torch.compile of the network module."""
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        net = getattr(self, "net", None)
+        if net is None:
+            return
+        self.channels_last = channels_last
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        if compile:
+            net.compile()
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
         """x_t (B, C, H, W) on the diffusion scale, t (B,) long in [0, T)."""
+        x_in = x_t.contiguous(memory_format=torch.channels_last) if self.channels_last else x_t
         with torch.autocast(x_t.device.type, self.autocast_dtype or torch.float32, self.autocast_dtype is not None):
-            out = self.network(x_t, t)
+            out = self.network(x_in, t)
         out = out.float()
         channels = x_t.shape[1]
         eps, var = (out[:, :channels], out[:, channels:]) if self.learned_variance else (out, None)

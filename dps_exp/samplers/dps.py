@@ -1,11 +1,11 @@
-"""Diffusion posterior sampling (Chung et al., ICLR 2023) with the tutorial's DDIM(η) update."""
+"""Diffusion posterior sampling (Chung et al., ICLR 2023): a reverse-diffusion update plus a likelihood step."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
@@ -15,6 +15,7 @@ from dps_exp.batch import per_sample
 from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.denoisers.base import Denoiser, Prediction
 from dps_exp.physics.base import Physics
+from dps_exp.samplers.updates import DDIMUpdate, LearnedVarianceUpdate
 from dps_exp.schedule import Schedule
 
 NoiseSource = Callable[[], Tensor]
@@ -48,11 +49,6 @@ def guidance(x_t: Tensor, t: Tensor, y: Tensor, physics: Physics, denoiser: Deno
     return detached, g
 
 
-def next_timesteps(ts: Tensor) -> Tensor:
-    """The timestep each step lands on: the following entry of `ts`, and −1 (a clean image) after the last."""
-    return torch.cat([ts[1:], ts.new_full((1,), -1)])
-
-
 def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tuple[Tensor, Tensor]:
     """Freeze samples whose iterate stopped being finite at their last finite value; record the step.
 
@@ -65,17 +61,16 @@ def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tu
 
 
 class DPS:
-    """DPS with the DDIM(η) update, as the tutorial (reference/seed_tutorial_demo_dps.rst) and
-    dps_facts.md §1 write it. With ᾱ = ᾱ_t and ᾱ' = ᾱ_{t'} for the next timestep t' of the walk:
+    """DPS (dps_facts.md §1–2). Each step, for the current timestep t and the next one t':
 
-        x̂0    = clip(D(x_t, t), −1, 1)
-        g     = ∇_{x_t} ‖y − A x̂0‖
-        σ̃     = η · √((1 − ᾱ/ᾱ') (1 − ᾱ') / (1 − ᾱ))
-        c     = √(1 − ᾱ' − σ̃²)
-        x_t'  = (√ᾱ' − c √ᾱ / √(1 − ᾱ)) · x̂0  +  c / √(1 − ᾱ) · x_t  +  σ̃ ε  −  ζ g
+        x̂0   = clip(D(x_t, t), −1, 1)                 prior's estimate of the clean image
+        g    = ∇_{x_t} ‖y − A x̂0‖                      likelihood gradient (plain norm, per sample)
+        x_t' = update(x_t, x̂0, ε) − ζ g                reverse-diffusion update, then the DPS step
 
-    η = 1 is the DDPM-like ancestral scheme, η = 0 deterministic DDIM. η and ζ (step_size) may be (B,)
-    tensors: one value per sample.
+    `variance=eta`: the tutorial's DDIM(η) update over the stride-`1000 // steps` timesteps (η = 1 is
+    DDPM-like). `variance=learned`: the official code's ancestral DDPM step with the network's learned
+    variance over guided-diffusion's respaced timesteps (exactly `steps` of them; the paper runs 1000).
+    η and ζ (`step_size`) may be (B,) tensors: one value per sample.
     """
 
     def __init__(
@@ -83,27 +78,17 @@ class DPS:
         steps: Annotated[int, Range(1, 1000)] = 1000,
         eta: Annotated[float, Range(0, 1), PER_SAMPLE] = 1.0,
         step_size: Annotated[float, Range(0, None), PER_SAMPLE] = 1 / math.sqrt(2),
+        variance: Literal["eta", "learned"] = "eta",
     ):
-        self.steps = steps
-        self.eta = eta
-        self.step_size = step_size
+        self.steps, self.eta, self.step_size, self.variance = steps, eta, step_size, variance
 
     def timesteps(self, schedule: Schedule) -> Tensor:
-        return schedule.timesteps(self.steps)
+        return schedule.timesteps(self.steps) if self.variance == "eta" else schedule.respaced(self.steps)
 
-    def coefficients(self, schedule: Schedule, ts: Tensor, batch: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(c_x0, c_xt, σ̃), each (S, B, 1, 1, 1) float32, computed once in float64 before the loop."""
-        ab, ab_next = schedule.alpha_bar(ts), schedule.alpha_bar(next_timesteps(ts))
-        eta = torch.as_tensor(self.eta, dtype=torch.float64, device=ts.device).expand(batch)
-        sigma = eta[None, :] * ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt()[:, None]
-        c = (1 - ab_next[:, None] - sigma**2).clamp_min(0).sqrt()
-        c_x0 = ab_next.sqrt()[:, None] - c * (ab / (1 - ab)).sqrt()[:, None]
-        c_xt = c / (1 - ab).sqrt()[:, None]
-        return tuple(v.float().view(len(ts), batch, 1, 1, 1) for v in (c_x0, c_xt, sigma))
-
-    def step(self, x_t: Tensor, pred: Prediction, g: Tensor, eps: Tensor, c_x0, c_xt, sigma, zeta) -> Tensor:
-        """The update line above, with x̂0 = pred.x0 and ε the fresh noise."""
-        return c_x0 * pred.x0 + c_xt * x_t + sigma * eps - zeta * g
+    def update_rule(self, schedule: Schedule, ts: Tensor, batch: int) -> DDIMUpdate | LearnedVarianceUpdate:
+        if self.variance == "eta":
+            return DDIMUpdate(schedule, ts, self.eta, batch)
+        return LearnedVarianceUpdate(schedule, ts, batch)
 
     def sample(
         self,
@@ -118,13 +103,12 @@ class DPS:
         """Draw x_T from `noise`, then walk the timesteps; `noise` also supplies each step's ε."""
         x = noise()
         ts = self.timesteps(schedule)
-        c_x0, c_xt, sigma = self.coefficients(schedule, ts, x.shape[0])
+        update = self.update_rule(schedule, ts, x.shape[0])
         zeta = per_sample(self.step_size, x)
         diverged_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
         for i in tqdm(range(len(ts)), desc="DPS steps", leave=False, disable=not progress):
-            t = ts[i].expand(x.shape[0])
-            pred, g = guidance(x, t, y, physics, denoiser)
-            x_next = self.step(x, pred, g, noise(), c_x0[i], c_xt[i], sigma[i], zeta)
+            pred, g = guidance(x, ts[i].expand(x.shape[0]), y, physics, denoiser)
+            x_next = update(i, x, pred, noise()) - zeta * g
             x, diverged_at = keep_finite(x, x_next, diverged_at, i)
             if callback is not None:
                 callback(i, x, pred.x0)

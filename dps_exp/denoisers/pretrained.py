@@ -1,0 +1,51 @@
+"""The DPS paper's priors: guided-diffusion UNets with published weights (ε and learned-range variance)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
+from dps_exp.denoisers.base import Denoiser
+from dps_exp.schedule import Schedule
+from dps_exp.weights import Checkpoint, CheckpointError, hub_file, load_state_dict, local_file
+
+
+class PretrainedADM(Denoiser):
+    """An ADM UNet (`architecture`: `ffhq` or `imagenet`, dps_facts.md §2) with weights from the Hugging Face
+    Hub (`repo_id`/`filename` at `revision`) or from a local `checkpoint` file. `sha256`, when given, pins
+    the exact file. `checkpointing` trades time for memory at large batch (activation checkpointing).
+    """
+
+    learned_variance = True
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        architecture: Literal["ffhq", "imagenet"] = "ffhq",
+        repo_id: str = "deepinv/diffunet",
+        filename: str = "diffusion_ffhq_10m.pt",
+        revision: str | None = None,
+        checkpoint: str | None = None,
+        sha256: str | None = None,
+        checkpointing: bool = False,
+    ):
+        super().__init__(schedule)
+        ckpt = local_file(checkpoint, sha256) if checkpoint else hub_file(repo_id, filename, revision)
+        if sha256 is not None and ckpt.sha256 != sha256:
+            raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, but denoiser.sha256={sha256}")
+        self.net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
+        self.provenance = ckpt.describe()
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.net(x_t, t)
+
+
+def build_network(cls, cfg, ckpt: Checkpoint, **kwargs):
+    """Construct on the meta device (no time spent on a random init) and take the checkpoint's tensors."""
+    with torch.device("meta"):
+        net = cls(cfg, **kwargs)
+    load_state_dict(net, ckpt, assign=True)
+    return net

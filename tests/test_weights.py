@@ -1,0 +1,143 @@
+"""Weights from the Hub: a fake Hugging Face cache (offline), corrupt, truncated and missing files, and a
+mocked Hub that reports size and sha256. Nothing here touches the network."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import huggingface_hub
+import huggingface_hub.constants
+import pytest
+import torch
+
+from dps_exp.denoisers import adm
+from dps_exp.denoisers.adm import ADMConfig, ADMUNet
+from dps_exp.denoisers.pretrained import PretrainedADM
+from dps_exp.weights import CheckpointError, hub_file, load_state_dict, local_file
+from tests.helpers import cli
+
+REPO, FILE, COMMIT = "deepinv/diffunet", "diffusion_ffhq_10m.pt", "0123456789abcdef0123456789abcdef01234567"
+TINY = ADMConfig(
+    image_size=16, model_channels=32, channel_mult=(1, 2), attention_resolutions=(8,), num_head_channels=32
+)
+
+
+def tiny_state():
+    torch.manual_seed(0)
+    return ADMUNet(TINY).state_dict()
+
+
+def plant(cache, data: bytes, name_sha: str | None = None):
+    """Write `data` into a Hugging Face cache layout as REPO/FILE at COMMIT; the blob is named by sha256."""
+    repo = cache / "models--deepinv--diffunet"
+    sha = name_sha or hashlib.sha256(data).hexdigest()
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "blobs" / sha).write_bytes(data)
+    snap = repo / "snapshots" / COMMIT
+    snap.mkdir(parents=True, exist_ok=True)
+    os.symlink(f"../../blobs/{sha}", snap / FILE)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    return sha
+
+
+def checkpoint_bytes(tmp_path) -> bytes:
+    path = tmp_path / "ckpt.pt"
+    torch.save(tiny_state(), path)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setitem(adm.ARCHITECTURES, "ffhq", TINY)  # a small network behind the real name
+    return cache
+
+
+def test_a_cached_checkpoint_loads_offline(offline_cache, tmp_path, schedule):
+    sha = plant(offline_cache, checkpoint_bytes(tmp_path))
+    prior = PretrainedADM(schedule, architecture="ffhq")
+    assert prior.provenance == {"source": f"hf://{REPO}/{FILE}@{COMMIT}", "sha256": sha}
+    for name, value in tiny_state().items():
+        assert torch.equal(prior.net.state_dict()[name], value)
+    out = prior(torch.randn(1, 3, 16, 16), torch.tensor([10]))
+    assert out.var is not None and out.eps.shape == (1, 3, 16, 16)
+
+
+def test_a_corrupt_cached_file_is_refused(offline_cache, tmp_path, schedule):
+    data = checkpoint_bytes(tmp_path)
+    plant(offline_cache, data[:100] + b"X" + data[101:], name_sha=hashlib.sha256(data).hexdigest())
+    with pytest.raises(CheckpointError, match="has sha256 .* expected .*corrupt"):
+        PretrainedADM(schedule)
+
+
+def test_a_truncated_cached_file_is_refused(offline_cache, tmp_path, schedule):
+    data = checkpoint_bytes(tmp_path)
+    plant(offline_cache, data[: len(data) // 2], name_sha=hashlib.sha256(data).hexdigest())
+    with pytest.raises(CheckpointError, match="corrupt"):
+        PretrainedADM(schedule)
+
+
+def test_a_missing_file_says_how_to_get_it(offline_cache, schedule):
+    with pytest.raises(CheckpointError) as err:
+        PretrainedADM(schedule)
+    message = str(err.value)
+    assert "Hub is unreachable" in message and "not in the cache" in message
+    assert f"hf download {REPO} {FILE}" in message and "denoiser.checkpoint=PATH" in message
+
+
+def test_a_local_checkpoint_loads_and_a_pinned_sha256_is_checked(offline_cache, tmp_path, schedule):
+    path = tmp_path / "local.pt"
+    path.write_bytes(checkpoint_bytes(tmp_path))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert PretrainedADM(schedule, checkpoint=str(path)).provenance["sha256"] == sha
+    with pytest.raises(CheckpointError, match="expected 0{64}"):
+        PretrainedADM(schedule, checkpoint=str(path), sha256="0" * 64)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        PretrainedADM(schedule, checkpoint=str(tmp_path / "nope.pt"))
+
+
+def test_an_unreadable_local_file_and_a_mismatched_state_dict_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read the checkpoint"):
+        load_state_dict(ADMUNet(TINY), local_file(str(bad)))
+    other = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="does not fit the ADMUNet"):
+        load_state_dict(ADMUNet(TINY), local_file(str(other)))
+
+
+class FakeMeta:
+    def __init__(self, etag, size):
+        self.etag, self.size, self.commit_hash = f'"{etag}"', size, COMMIT
+
+
+@pytest.mark.parametrize("report", ["ok", "size", "sha"])
+def test_online_the_file_is_checked_against_what_the_hub_reports(tmp_path, monkeypatch, report):
+    path = tmp_path / "downloaded.pt"
+    path.write_bytes(checkpoint_bytes(tmp_path))
+    sha, size = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+    meta = FakeMeta("f" * 64 if report == "sha" else sha, size + 1 if report == "size" else size)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url: meta)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, file, revision=None: str(path))
+    if report == "ok":
+        ckpt = hub_file(REPO, FILE)
+        assert ckpt.sha256 == sha and ckpt.source == f"hf://{REPO}/{FILE}@{COMMIT}"
+    else:
+        with pytest.raises(CheckpointError, match="truncated or corrupt" if report == "size" else "expected f{64}"):
+            hub_file(REPO, FILE)
+
+
+def test_the_cli_stops_with_one_line_when_weights_cannot_be_had(tmp_path):
+    env_cache = tmp_path / "empty-cache"
+    env_cache.mkdir()
+    proc = cli("denoiser=ffhq", "logger=none", cwd=tmp_path, env={"HF_HUB_CACHE": str(env_cache)})
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot download deepinv/diffunet/diffusion_ffhq_10m.pt")
+    assert not list(tmp_path.rglob("results.jsonl"))
