@@ -124,6 +124,12 @@ def check_value(tp: Any, value: Any, key: str) -> None:
     """Raise ConfigError unless `value` fits the annotation `tp` (types, Literal choices, Range bounds)."""
     base, extras = _split_annotated(tp)
     name = key.rsplit(".", 1)[-1]
+    if PER_SAMPLE in extras and isinstance(value, list | tuple | ListConfig):  # one value per sweep point
+        if not value:
+            _fail(key, value, "hold at least one value")
+        for i, v in enumerate(value):
+            check_value(tp, v, f"{key}[{i}]")
+        return
     origin, args = typing.get_origin(base), typing.get_args(base)
 
     if origin in (typing.Union, types.UnionType):

@@ -7,10 +7,7 @@ outside and [-1, 1] inside; `to_signed` and `to_unit` below are the only convers
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,8 +25,9 @@ from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
+from dps_exp.points import Point, dirname, expand, flatten, get_dotted, overrides_for, point_dirs, point_id, with_values
 from dps_exp.schedule import Schedule
-from dps_exp.tracking import Logger, Recorder
+from dps_exp.tracking import Recorder, aggregate, counts
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +47,12 @@ class Settings:
         compile: bool = False,
         channels_last: bool = False,
         progress: bool = True,
+        resume: bool = False,
+        sweep_jobs: list[int] | None = None,
     ):
-        self.seed, self.device, self.progress = seed, device, progress
+        self.seed, self.device, self.progress, self.resume = seed, device, progress, resume
         self.precision, self.compile, self.channels_last = precision, compile, channels_last
+        self.sweep_jobs = sweep_jobs
 
 
 def to_signed(x: Tensor) -> Tensor:
@@ -88,81 +89,74 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def point_id(point: Mapping[str, Any]) -> str:
-    """A short, stable name for a sweep point (its per-sample values), used in result keys."""
-    return hashlib.sha1(json.dumps(dict(point), sort_keys=True).encode()).hexdigest()[:8]
-
-
 def config_id(spec: Mapping, per_sample: Sequence[str]) -> str:
     """A short hash of what determines a result besides its sweep point: rows of another config never mix."""
     static = {g: spec[g] for g in ("schedule", "physics", "denoiser", "sampler")}
     static["data"] = {k: v for k, v in spec["data"].items() if k not in ("batch_size", "limit")}
-    for key in per_sample:
-        if "." in key:
-            group, rest = key.split(".", 1)
-            static[group] = with_values(static[group], group, {key: None})
-    return point_id(static)
-
-
-def get_dotted(spec: Mapping, key: str) -> Any:
-    for part in key.split("."):
-        spec = spec[part]
-    return spec
-
-
-def with_values(node: Mapping, prefix: str, values: Mapping[str, Any]) -> dict:
-    """A copy of a config node with the per-sample keys under `prefix` replaced by `values`."""
-    out = {}
-    for k, v in node.items():
-        full = f"{prefix}.{k}"
-        out[k] = with_values(v, full, values) if isinstance(v, Mapping) else values.get(full, v)
-    return out
-
-
-def flatten(node: Mapping, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in node.items():
-        if k == "_target_":
-            continue
-        full = f"{prefix}{k}"
-        out.update(flatten(v, full + ".") if isinstance(v, Mapping) else {full: v})
-    return out
+    return point_id(with_values(static, "", {k: None for k in per_sample}))
 
 
 class Run:
-    """One experiment: every (image, sweep point) pair of `data` × `points`, recorded in `out_dir`."""
+    """One job: every (image, sweep point) pair of `data` × points, each point recorded in its directory.
+
+    `out_dir` is the job's directory; `sweep_dir` the multirun's (for points packed by the sweeper);
+    `overrides` the job's command-line overrides (to name points as a sequential multirun would);
+    `group` the W&B group (default: the sweep directory's name, when in a sweep).
+    """
 
     def __init__(
         self,
         spec: Mapping,
         out_dir: Path,
-        points: Sequence[Mapping[str, Any]] | None = None,
-        name: str = "run",
+        sweep_dir: Path | None = None,
+        overrides: Sequence[str] = (),
+        group: str | None = None,
     ):
         validate(spec)
         self.spec = spec
         self.settings = Settings(**{k: v for k, v in spec.items() if k not in GROUPS})
         self.device = resolve_device(self.settings.device)
         self.per_sample = ["seed"] + [k for g in GROUPS for k in per_sample_keys(spec[g], g)]
-        self.points = [dict(p) for p in points] if points else [self.default_point()]
-        self.name = name
         self.config_id = config_id(spec, self.per_sample)
 
         self.schedule: Schedule = build(spec["schedule"]).to(self.device)
         self.data: Images = build(spec["data"])
         self.metrics: Metrics = build(spec["metrics"])
-        self.logger: Logger = build(spec["logger"])
         self.denoiser: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
-        self.recorder = Recorder(out_dir)
+        self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides), group)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, out_dir: Path, name: str = "run") -> Run:
-        return cls(resolve(cfg), Path(out_dir), name=name)
+    def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
+        return cls(resolve(cfg), Path(out_dir), **kwargs)
 
-    def default_point(self) -> dict[str, Any]:
-        return {k: get_dotted(self.spec, k) for k in self.per_sample}
+    def make_points(self, out_dir: Path, sweep_dir: Path | None, overrides: list[str], group: str | None):
+        values = expand(self.spec, self.per_sample)
+        dirs = point_dirs(len(values), out_dir, sweep_dir, self.settings.sweep_jobs)
+        listed = {k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)}
+        fixed = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in listed | {"sweep_jobs"}]
+        base = flatten(self.spec)
+        if group is None and sweep_dir is not None:
+            group = f"{Path(sweep_dir).parent.name}/{Path(sweep_dir).name}"
+        points = []
+        for vals, directory in zip(values, dirs, strict=True):
+            point_overrides = fixed + (overrides_for(vals, base) if listed else [])
+            logger = build(self.spec["logger"])
+            logger.group = getattr(logger, "group", None) or group
+            point = Point(vals, Recorder(directory), logger, dirname(point_overrides) or "default", point_overrides)
+            rows = point.recorder.rows()
+            foreign = {r.get("config_id") for r in rows} - {self.config_id}
+            if foreign:
+                raise ConfigError(
+                    f"{directory} already holds results of another configuration (config_id "
+                    f"{sorted(map(str, foreign))[0]}, this run is {self.config_id}): choose another output directory"
+                )
+            point.done = {r["key"] for r in rows}
+            if listed:
+                point.write_hydra_files(with_values(self.spec, "", vals) | {"sweep_jobs": None})
+            points.append(point)
+        return points
 
     # -----------------------------------------------------------------------------------------------------
 
@@ -175,22 +169,16 @@ class Run:
                 merged[key] = vals[0] if same else torch.tensor(vals, dtype=torch.float64)
         return build(with_values(self.spec[group], group, merged))
 
-    def row_key(self, item: Item, point: Mapping) -> str:
-        return f"{item.index:05d}-{point_id(point)}"
+    @staticmethod
+    def row_key(item: Item, point: Point) -> str:
+        return f"{item.index:05d}-{point.id}"
 
-    def execute(self) -> dict:
-        """Run every pair not yet in results.jsonl; write summary.json; return the summary."""
+    def execute(self) -> list[dict]:
+        """Run every (image, point) pair not yet recorded; write each point's summary; return the summaries."""
         start = time.perf_counter()
-        rows = self.recorder.rows()
-        foreign = {r.get("config_id") for r in rows} - {self.config_id}
-        if foreign:
-            raise ConfigError(
-                f"{self.recorder.dir} already holds results of another configuration (config_id "
-                f"{sorted(map(str, foreign))[0]}, this run is {self.config_id}): choose another hydra.run.dir"
-            )
-        done = {r["key"] for r in rows}
-        jobs = [(it, p) for it in self.data.items() for p in self.points if self.row_key(it, p) not in done]
-        self.logger.start(self.spec, self.recorder.dir, self.name)
+        jobs = [(it, p) for it in self.data.items() for p in self.points if self.row_key(it, p) not in p.done]
+        for point in self.points:
+            point.logger.start(self.spec, point.recorder.dir, point.name)
         status = "interrupted"
         try:
             with tqdm(total=len(jobs), desc="images", unit="img", disable=not self.settings.progress) as bar:
@@ -200,15 +188,18 @@ class Run:
                     bar.update(len(chunk))
             status = "complete"
         except KeyboardInterrupt:
-            log.error("interrupted: finished images are in %s; run again to continue", self.recorder.results_path)
+            log.error("interrupted: finished images are recorded; run the same command again to continue")
             raise
         finally:
-            summary = self.summarize(status, time.perf_counter() - start)
-            self.recorder.write_summary(summary)
-            self.logger.finish(summary, self.recorder.rows())
-        return summary
+            summaries = []
+            for point in self.points:
+                summary = self.summarize(point, status, time.perf_counter() - start)
+                point.recorder.write_summary(summary)
+                point.logger.finish(summary, point.recorder.rows())
+                summaries.append(summary)
+        return summaries
 
-    def load(self, chunk: Sequence[tuple[Item, Mapping]]) -> tuple[list, Tensor | None]:
+    def load(self, chunk: Sequence[tuple[Item, Point]]) -> tuple[list, Tensor | None]:
         """Load the chunk's images; unreadable ones are recorded by name and left out."""
         kept, images, cache = [], [], {}
         for item, point in chunk:
@@ -217,25 +208,24 @@ class Run:
                     cache[item.index] = self.data.load(item)
             except DataError as err:
                 log.error("%s", err)
-                self.recorder.append(self.base_row(item, point) | {"status": "unreadable", "error": str(err)})
+                point.recorder.append(self.base_row(item, point) | {"status": "unreadable", "error": str(err)})
                 continue
             kept.append((item, point))
             images.append(cache[item.index])
         return kept, (torch.stack(images) if images else None)
 
-    def run_batch(self, chunk: Sequence[tuple[Item, Mapping]]) -> Tensor | None:
+    def run_batch(self, chunk: Sequence[tuple[Item, Point]]) -> Tensor | None:
         """Measure, sample, score and record one batch; returns the reconstructions (B, 3, H, W) in [0, 1]."""
         chunk, images = self.load(chunk)
         if not chunk:
             return None
         tic = time.perf_counter()
         x = to_signed(images.to(self.device))
-        values = {k: [point[k] for _, point in chunk] for k in self.per_sample}
+        values = {k: [point.values[k] for _, point in chunk] for k in self.per_sample}
         seeds, indices = values["seed"], [item.index for item, _ in chunk]
 
-        physics = self.build_for_batch("physics", values).draw(
-            x.shape, batch.generators(seeds, indices, "operator"), x.device
-        )
+        physics = self.build_for_batch("physics", values)
+        physics.draw(x.shape, batch.generators(seeds, indices, "operator"), x.device)
         y = physics.measure(x, batch.generators(seeds, indices, "measurement"))
         sampler = self.build_for_batch("sampler", values)
         gens = batch.generators(seeds, indices, "sampler", self.device)
@@ -254,64 +244,53 @@ class Run:
 
         y_img = to_unit(physics.to_image(y)).cpu()
         states = {k: v.cpu() for k, v in physics.state().items()}
+        nfe = len(sampler.timesteps(self.schedule))
         for b, (item, point) in enumerate(chunk):
             key = self.row_key(item, point)
-            panel = self.recorder.save_panel(key, [y_img[b], x_hat[b].cpu(), images[b]])
-            operator = self.recorder.save_operator(key, {k: v[b] for k, v in states.items()})
+            panel = point.recorder.save_panel(key, [y_img[b], x_hat[b].cpu(), images[b]])
+            operator = point.recorder.save_operator(key, {k: v[b] for k, v in states.items()})
             diverged = diverged_at[b] >= 0
             row = self.base_row(item, point) | {
                 "status": "diverged" if diverged else "ok",
                 "diverged_step": diverged_at[b] if diverged else None,
                 "metrics": {k: (float("nan") if diverged else v[b]) for k, v in scores.items()},
-                "nfe": len(sampler.timesteps(self.schedule)),
+                "nfe": nfe,
                 "seconds": seconds,
                 "image": panel,
                 "operator": operator,
             }
-            self.recorder.append(row)
-            self.logger.log_row(row, self.recorder.dir / panel)
+            point.recorder.append(row)
+            point.logger.log_row(row, point.recorder.dir / panel)
         return x_hat.cpu()
 
-    def base_row(self, item: Item, point: Mapping) -> dict:
+    def base_row(self, item: Item, point: Point) -> dict:
         params = {}
         for group in ("schedule", "physics", "denoiser", "sampler"):
             params.update(flatten(self.spec[group], group + "."))
-        params.update(point)
+        params.update(point.values)
         return {
             "key": self.row_key(item, point),
             "config_id": self.config_id,
             "index": item.index,
             "source": item.source,
-            "point": dict(point),
-            "seed": point["seed"],
+            "point": dict(point.values),
+            "seed": point.values["seed"],
             "params": params,
+            "prior": getattr(self.denoiser, "provenance", None),
         }
 
-    def summarize(self, status: str, wall_time: float) -> dict:
-        rows = self.recorder.rows()
-        ok = [r for r in rows if r["status"] == "ok"]
-        metrics = {}
-        for name in self.metrics.names:
-            vals = [r["metrics"][name] for r in ok if r["metrics"].get(name) is not None]
-            if vals:
-                metrics[name] = {
-                    "mean": statistics.fmean(vals),
-                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                    "min": min(vals),
-                    "max": max(vals),
-                    "n": len(vals),
-                }
+    def summarize(self, point: Point, status: str, wall_time: float) -> dict:
+        rows = point.recorder.rows()
         return {
             "status": status,
-            "rows": len(rows),
-            "ok": len(ok),
-            "diverged": sum(r["status"] == "diverged" for r in rows),
-            "unreadable": sum(r["status"] == "unreadable" for r in rows),
-            "metrics": metrics,
+            **counts(rows),
+            "metrics": aggregate(rows),
+            "point": point.values,
+            "overrides": point.overrides,
             "wall_time_s": wall_time,
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "versions": {"dps_exp": dps_exp.__version__, "torch": torch.__version__},
-            "points": self.points,
-            "config": self.spec,
+            "prior": getattr(self.denoiser, "provenance", None),
+            "config": with_values(self.spec, "", point.values) | {"sweep_jobs": None},
         }

@@ -1,38 +1,80 @@
 """`python -m dps_exp.run [overrides]`: compose the config, build the Run, execute it.
 
-Returns the mean PSNR so that Hydra sweepers (Optuna) can optimise it.
+Returns the mean PSNR so that Hydra sweepers (Optuna) can optimise it; in a multirun, a job that fails with a
+user error returns NaN (a failed trial) instead of stopping the sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import signal
+import statistics
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dps_exp.errors import UserError
 from dps_exp.experiment import Run
+from dps_exp.resume import RESUME_FLAGS, previous_dir, without_resume
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("dps_exp")
 
 
+def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    signal.signal(signal.SIGTERM, _stop)
     try:
-        run = Run.from_config(cfg, Path(hc.runtime.output_dir), name=hc.job.override_dirname or "default")
-        summary = run.execute()
+        run = Run.from_config(
+            cfg,
+            Path(hc.runtime.output_dir),
+            sweep_dir=Path(hc.sweep.dir) if multirun else None,
+            overrides=list(hc.overrides.task),
+        )
+        summaries = run.execute()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        if multirun:
+            return math.nan  # a failed job: the sweep (and an Optuna study) records it and goes on
         sys.exit(2)
-    psnr = summary["metrics"].get("psnr", {}).get("mean", float("nan"))
-    log.info("%d images, mean PSNR %.2f dB, results in %s", summary["ok"], psnr, hc.runtime.output_dir)
+    means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
+    psnr = statistics.fmean(means) if means else math.nan
+    for point, summary in zip(run.points, summaries, strict=True):
+        log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
+                 f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",
+                 point.recorder.dir)  # fmt: skip
     return psnr
 
 
+def continue_earlier_run(argv: list[str]) -> list[str]:
+    """`resume=true` on a single run: point hydra.run.dir at the newest run with the same overrides.
+
+    (Sweeps resume in the vectorized sweeper, which picks the sweep directory itself.)
+    """
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    if not RESUME_FLAGS & set(overrides) or {"-m", "--multirun"} & set(argv):
+        return argv
+    if any(o.startswith("hydra.run.dir=") for o in overrides):
+        return argv
+    previous = previous_dir(Path("outputs"), without_resume(overrides), sweep=False)
+    if previous is None:
+        print("resume=true: no earlier run with these overrides under outputs/; starting a new one", file=sys.stderr)
+        return argv
+    print(f"resume=true: continuing {previous}", file=sys.stderr)
+    return [*argv, f"hydra.run.dir={previous}"]
+
+
 if __name__ == "__main__":
+    sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]
     main()

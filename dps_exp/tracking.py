@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
+
+from dps_exp.errors import UserError
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -26,6 +30,36 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def aggregate(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
+    """Mean, std (sample), min, max and count of every metric over the rows whose status is ok."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        for name, value in row.get("metrics", {}).items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                values.setdefault(name, []).append(float(value))
+    return {
+        name: {
+            "mean": statistics.fmean(v),
+            "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "min": min(v),
+            "max": max(v),
+            "n": len(v),
+        }
+        for name, v in values.items()
+    }
+
+
+def counts(rows: Sequence[Mapping]) -> dict[str, int]:
+    return {
+        "rows": len(rows),
+        "ok": sum(r.get("status") == "ok" for r in rows),
+        "diverged": sum(r.get("status") == "diverged" for r in rows),
+        "unreadable": sum(r.get("status") == "unreadable" for r in rows),
+    }
 
 
 def write_json(path: Path, data: Mapping) -> None:
@@ -137,6 +171,7 @@ class WandbLogger(Logger):
     def start(self, config: Mapping, out_dir: Path, name: str) -> None:
         import wandb
 
+        agent = "WANDB_SWEEP_ID" in os.environ  # under `wandb agent` the run is the agent's: no id of ours
         try:
             self.run = wandb.init(
                 project=self.project,
@@ -147,13 +182,24 @@ class WandbLogger(Logger):
                 mode=self.mode,
                 dir=str(out_dir),
                 config=dict(config),
-                reinit="finish_previous",
+                id=None if agent else self.run_id(out_dir),
+                resume=None if agent else "allow",
+                reinit="create_new",  # a packed sweep job keeps one run per point open at once
             )
         except Exception as err:
-            raise RuntimeError(
-                f"W&B could not start a {self.mode} run ({err}). Use logger.mode=offline (and `wandb sync` "
-                "later) or logger=none; results are written to disk either way."
+            hint = "use logger.mode=offline (then `wandb sync`) or " if self.mode == "online" else "use "
+            raise UserError(
+                f"W&B could not start a {self.mode} run ({type(err).__name__}: {err}); {hint}logger=none. "
+                "Results are written to disk either way."
             ) from err
+
+    @staticmethod
+    def run_id(out_dir: Path) -> str:
+        """The W&B run id of this directory, made once and kept, so a resumed run continues the same run."""
+        path = Path(out_dir) / "wandb_run_id"
+        if not path.exists():
+            path.write_text(uuid.uuid4().hex[:12])
+        return path.read_text().strip()
 
     def log_row(self, row: Mapping, image: Path | None) -> None:
         import wandb

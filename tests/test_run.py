@@ -74,7 +74,7 @@ def test_diverged_rows_say_so(tmp_path, monkeypatch):
         return pred
 
     monkeypatch.setattr(run.denoiser, "forward", breaks_second)
-    summary = run.execute()
+    (summary,) = run.execute()
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "diverged"]
     assert rows[1]["diverged_step"] == 0 and rows[1]["metrics"]["psnr"] is None
@@ -133,7 +133,7 @@ def test_folder_data_converts_grey_and_rgba_and_reports_unreadable_files(tmp_pat
     (root / "d_broken.png").write_bytes(b"not a png")
     (root / "notes.txt").write_text("ignored")
     out = tmp_path / "out"
-    summary = Run(spec("data=folder", f"data.root={root}"), out).execute()
+    (summary,) = Run(spec("data=folder", f"data.root={root}"), out).execute()
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["source"].rsplit("/", 1)[1] for r in rows) == [
         "a_grey.png",

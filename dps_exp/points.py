@@ -1,0 +1,109 @@
+"""Sweep points: the per-sample hyperparameter values a job runs, and where each point's results go.
+
+A per-sample key (`seed`, `sampler.eta`, `sampler.step_size`, `physics.mask`, `physics.noise.sigma`, …)
+may hold a list in the config: the lists (all of one length, or length 1) are zipped into that many points,
+which share batches and network passes. The vectorized sweeper packs a multirun's per-sample overrides this
+way and passes `sweep_jobs`, the job number each point would have had in a sequential multirun, so every
+point writes into the same directory, with the same files, as it would have there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dps_exp.errors import ConfigError
+from dps_exp.tracking import Logger, Recorder
+
+
+def point_id(values: Mapping[str, Any]) -> str:
+    """A short, stable name for a sweep point (its per-sample values), used in result keys."""
+    return hashlib.sha1(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def get_dotted(spec: Mapping, key: str) -> Any:
+    for part in key.split("."):
+        spec = spec[part]
+    return spec
+
+
+def with_values(node: Mapping, prefix: str, values: Mapping[str, Any]) -> dict:
+    """A copy of a config node with the dotted keys under `prefix` replaced by `values`."""
+    out = {}
+    for k, v in node.items():
+        full = f"{prefix}.{k}" if prefix else k
+        out[k] = with_values(v, full, values) if isinstance(v, Mapping) else values.get(full, v)
+    return out
+
+
+def flatten(node: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a nested config (without `_target_`s)."""
+    out = {}
+    for k, v in node.items():
+        if k == "_target_":
+            continue
+        full = f"{prefix}{k}"
+        out.update(flatten(v, full + ".") if isinstance(v, Mapping) else {full: v})
+    return out
+
+
+def expand(spec: Mapping, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The points a config asks for: per-sample keys holding lists are zipped (length-1 lists broadcast)."""
+    columns = {k: get_dotted(spec, k) for k in keys}
+    lengths = {len(v) for v in columns.values() if isinstance(v, list) and len(v) != 1}
+    if len(lengths) > 1:
+        listed = ", ".join(f"{k} ({len(v)})" for k, v in columns.items() if isinstance(v, list))
+        raise ConfigError(f"per-sample lists must have one length to be zipped into points; got {listed}")
+    n = lengths.pop() if lengths else 1
+    return [
+        {k: (v[i] if len(v) > 1 else v[0]) if isinstance(v, list) else v for k, v in columns.items()} for i in range(n)
+    ]
+
+
+def overrides_for(values: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    """`key=value` overrides of the per-sample values that differ from the base config's own values."""
+    return [f"{k}={v}" for k, v in values.items() if base.get(k) != v]
+
+
+def dirname(overrides: Sequence[str]) -> str:
+    """Hydra's `override_dirname`: the overrides sorted and joined with commas."""
+    return ",".join(sorted(overrides))
+
+
+@dataclass
+class Point:
+    """One sweep point: per-sample values, its directory (recorder) and its logger."""
+
+    values: dict[str, Any]
+    recorder: Recorder
+    logger: Logger
+    name: str
+    overrides: list[str]
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return point_id(self.values)
+
+    def write_hydra_files(self, config: Mapping) -> None:
+        """The `.hydra/` files a sequential multirun job would have had (packed points have no Hydra job)."""
+        hydra_dir = self.recorder.dir / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(dict(config)), hydra_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.create(self.overrides), hydra_dir / "overrides.yaml")
+
+
+def point_dirs(n: int, out_dir: Path, sweep_dir: Path | None, sweep_jobs: Sequence[int] | None) -> list[Path]:
+    """Where each point writes: its sequential job's directory when packed by the sweeper, else the run
+    directory (one point) or `point-K/` inside it (points listed by hand)."""
+    if sweep_jobs is not None:
+        if len(sweep_jobs) != n or sweep_dir is None:
+            raise ConfigError(f"sweep_jobs names {len(sweep_jobs)} jobs for {n} points")
+        return [Path(sweep_dir) / str(j) for j in sweep_jobs]
+    return [Path(out_dir)] if n == 1 else [Path(out_dir) / f"point-{k}" for k in range(n)]

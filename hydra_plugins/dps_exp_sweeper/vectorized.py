@@ -1,0 +1,141 @@
+"""A Hydra sweeper that packs per-sample hyperparameters into one job.
+
+It expands the sweep exactly as Hydra's basic sweeper does (the Cartesian product, last parameter fastest,
+job numbers in that order), then groups the jobs that differ only in per-sample keys (η, step size, mask
+ratio, noise σ, seed: whatever the classes mark PER_SAMPLE) into one job whose batch carries them all, one
+network pass per step for all of them. Each packed job is told the job numbers its points would have had, so
+every point writes `results.jsonl`, `summary.json`, `.hydra/` and its W&B run into `<sweep dir>/<number>/`,
+as a sequential multirun would. Everything else (step count, operator, prior) fans out to the launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+def key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+class VectorizedSweeper(Sweeper):
+    def __init__(self, vectorize: bool = True, points_per_job: int | None = None):
+        self.vectorize, self.points_per_job = vectorize, points_per_job
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # -----------------------------------------------------------------------------------------------------
+
+    def expand(self, arguments: list[str]) -> list[list[str]]:
+        """Every job's overrides, in the basic sweeper's order (its index is the job number)."""
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
+        return BasicSweeper.split_arguments(overrides, None)[0]
+
+    def compose(self, job: list[str]) -> dict:
+        """The job's task config, resolved (as the Run will see it)."""
+        from dps_exp.config import resolve
+
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+        return resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+    def per_sample_keys(self, job: list[str]) -> set[str]:
+        """The keys that may differ per sample in this job's composed config."""
+        from dps_exp.config import per_sample_keys
+        from dps_exp.experiment import GROUPS
+
+        spec = self.compose(job)
+        return {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
+
+    def pack(self, jobs: list[list[str]]) -> list[list[str]]:
+        """Group the jobs that differ only in per-sample overrides; each group becomes one or more jobs."""
+        groups: OrderedDict[tuple, list[tuple[int, list[str]]]] = OrderedDict()
+        keys_by_choice: dict[tuple, set[str]] = {}
+        for number, job in enumerate(jobs):
+            choices = tuple(o for o in job if "." not in key_of(o))  # group choices decide the classes
+            if choices not in keys_by_choice:
+                keys_by_choice[choices] = self.per_sample_keys(job)
+            keys = keys_by_choice[choices]
+            fixed = tuple(o for o in job if key_of(o) not in keys)
+            groups.setdefault(fixed, []).append((number, [o for o in job if key_of(o) in keys]))
+        packed = []
+        for fixed, members in groups.items():
+            size = self.points_per_job or len(members)
+            for first in range(0, len(members), size):
+                packed.append(list(fixed) + self.as_lists(members[first : first + size]))
+        return packed
+
+    @staticmethod
+    def as_lists(chunk: list[tuple[int, list[str]]]) -> list[str]:
+        """`key=[v1,v2,…]` for each per-sample key, zipped over the points, and their job numbers."""
+        columns: OrderedDict[str, list[str]] = OrderedDict()
+        for _, packed in chunk:
+            for o in packed:
+                key, value = o.split("=", 1)
+                columns.setdefault(key.lstrip("+"), []).append(value)
+        out = [f"{key}=[{','.join(values)}]" for key, values in columns.items()]
+        return out + [f"sweep_jobs=[{','.join(str(n) for n, _ in chunk)}]"]
+
+    def validate_values(self, batch: list[list[str]]) -> None:
+        """Check every job's values before any job starts: a bad value in one point stops the whole sweep."""
+        import sys
+
+        from dps_exp.errors import ConfigError
+        from dps_exp.experiment import validate
+
+        for job in batch:
+            try:
+                validate(self.compose([o for o in job if not o.startswith("hydra.")]))
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(2)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from dps_exp.resume import previous_dir
+
+        jobs = self.expand(arguments)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        extra = []
+        if self.config.get("resume"):
+            previous = previous_dir(sweep_dir.parent.parent, list(self.config.hydra.overrides.task), sweep=True)
+            if previous is not None:
+                log.info("resume=true: continuing the sweep in %s", previous)
+                sweep_dir = previous
+                extra = [f"hydra.sweep.dir={previous}"]
+            else:
+                log.info("resume=true: no earlier sweep with these overrides; starting %s", sweep_dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open_dict(self.config):
+            self.config.hydra.sweep.dir = str(sweep_dir)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        if self.vectorize:
+            packed = self.pack(jobs)
+            batch = [job + extra + ["hydra.sweep.subdir=packed-${hydra.job.num}"] for job in packed]
+            log.info("vectorized sweep: %d points in %d jobs", len(jobs), len(batch))
+        else:
+            batch = [job + extra for job in jobs]
+        self.validate_batch_is_legal(batch)
+        self.validate_values(batch)
+        returns = self.launcher.launch(batch, initial_job_idx=0)
+        for r in returns:
+            _ = r.return_value  # raise here if a job failed
+        return [returns]

@@ -1,0 +1,270 @@
+"""Speed of one DPS step: our sampler against the tutorial's loop driving deepinv's DiffUNet.
+
+Both run the FFHQ architecture with the same random weights (copied from deepinv's DiffUNet into ours) on
+random inpainting. "tutorial" is the loop of the seed tutorial as written (fp32, weights not frozen, the
+noise-level interface with its timestep search, a copy of each iterate to the CPU); "ours" is
+`DPS.sample` with frozen weights and the chosen speed options. Each configuration runs in its own process
+(clean peak memory, no compile cache shared). Prints a Markdown table; `--out` appends JSON lines.
+
+    python scripts/bench.py --size 64 --batch 1 4 --precision fp32 bf16 --steps 5          # CPU here
+    python scripts/bench.py --device cuda --size 256 --batch 1 8 16 --precision fp32 bf16 --compile off on
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_models(arch: str, device: str):
+    """deepinv's DiffUNet with seeded random weights, and our ADMUNet holding a copy of them.
+
+    PyTorch's default initialisation keeps activations O(1) like trained weights do (uniformly tiny random
+    weights would shrink them into denormal floats, which run many times slower on CPUs); the layers
+    guided-diffusion initialises to zero get small random values so that every layer does real work.
+    """
+    from deepinv.models import DiffUNet
+
+    from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
+
+    torch.manual_seed(0)
+    ref = DiffUNet(large_model=arch == "imagenet", pretrained=None)
+    state = {k: v for k, v in ref.state_dict().items() if not k.startswith("sqrt_")}
+    gen = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=gen) * 1e-2 if not v.any() else v for k, v in state.items()}
+    ref.load_state_dict(state, strict=False)
+    ours = ADMUNet(ARCHITECTURES[arch])
+    ours.load_state_dict(state)
+    return ref.to(device).eval(), ours.to(device).eval()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def tutorial_steps(model, batch: int, size: int, steps: int, device: str) -> None:
+    """The tutorial's loop body (seed_tutorial_demo_dps.rst), 200-step stride, as written there."""
+    import deepinv as dinv
+    from deepinv.optim.data_fidelity import L2
+
+    physics = dinv.physics.Inpainting(img_size=(3, size, size), mask=0.1, pixelwise=True, device=device)
+    data_fidelity = L2()
+    betas = torch.linspace(1e-4, 2e-2, 1000).to(device)
+    alphas = (1 - betas).cumprod(dim=0)
+    skip, eta = 1000 // 200, 1.0
+    y = physics(torch.rand(batch, 3, size, size, device=device) * 2 - 1)
+    xs = [torch.randn(batch, 3, size, size, device=device)]
+    for t in list(reversed(range(0, 1000, skip)))[:steps]:
+        at = alphas[t]
+        at_next = alphas[t - skip] if t - skip >= 0 else torch.tensor(1)
+        bt = 1 - at / at_next
+        xt = xs[-1].to(device)
+        with torch.enable_grad():
+            xt.requires_grad_()
+            aux_x = xt / (2 * at.sqrt()) + 0.5
+            sigma_cur = (1 - at).sqrt() / at.sqrt()
+            x0_t = 2 * model(aux_x, sigma_cur / 2) - 1
+            x0_t = torch.clip(x0_t, -1.0, 1.0)
+            l2_loss = data_fidelity(x0_t, y, physics).sqrt().sum()
+        norm_grad = torch.autograd.grad(outputs=l2_loss, inputs=xt)[0].detach()
+        sigma_tilde = (bt * (1 - at_next) / (1 - at)).sqrt() * eta
+        c2 = ((1 - at_next) - sigma_tilde**2).sqrt()
+        epsilon = torch.randn_like(xt)
+        xt_next = (
+            (at_next.sqrt() - c2 * at.sqrt() / (1 - at).sqrt()) * x0_t
+            + sigma_tilde * epsilon
+            + c2 * xt / (1 - at).sqrt()
+            - norm_grad
+        )
+        xs.append(xt_next.to("cpu"))
+
+
+def our_steps(prior, schedule, batch: int, size: int, steps: int, device: str) -> None:
+    """`steps` steps of the product's DPS loop (DDIM η=1 over the 200-step stride, as the tutorial)."""
+    from dps_exp import batch as per_sample
+    from dps_exp.physics import RandomInpainting
+    from dps_exp.samplers.dps import DPS
+
+    gens = per_sample.generators([0] * batch, range(batch), "sampler", device)
+    physics = RandomInpainting(mask=0.1).draw((batch, 3, size, size), [torch.Generator()] * batch, device)
+    y = physics.A(torch.rand(batch, 3, size, size, device=device) * 2 - 1)
+    sampler = DPS(steps=200)
+    sampler.timesteps = lambda s: s.timesteps(200)[:steps]  # the first `steps` steps of the 200-step walk
+    sampler.sample(y, physics, prior, schedule, noise=lambda: per_sample.randn((batch, 3, size, size), gens))
+
+
+def run_one(cfg: dict) -> dict:
+    """Time one configuration in this process."""
+    from dps_exp.denoisers.base import Denoiser
+    from dps_exp.schedule import LinearSchedule
+
+    device, batch, size, steps = cfg["device"], cfg["batch"], cfg["size"], cfg["steps"]
+    torch.set_num_threads(cfg["threads"])
+    ref, net = build_models(cfg["arch"], device)
+    if cfg["loop"] == "tutorial":
+
+        def go(n):
+            tutorial_steps(ref, batch, size, n, device)
+
+    else:
+        schedule = LinearSchedule().to(device)
+
+        class Prior(Denoiser):
+            learned_variance = True
+
+            def __init__(self):
+                super().__init__(schedule)
+                self.net = net
+
+            def network(self, x_t, t):
+                return self.net(x_t, t)
+
+        prior = Prior().to(device).eval().requires_grad_(False)
+        prior.accelerate(cfg["precision"], cfg["compile"], cfg["channels_last"])
+
+        def go(n):
+            our_steps(prior, schedule, batch, size, n, device)
+
+    warm = time.perf_counter()
+    go(cfg["warmup"])  # includes torch.compile's compilation when on
+    sync(device)
+    warm = time.perf_counter() - warm
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(cfg["repeats"]):
+        sync(device)
+        tic = time.perf_counter()
+        go(steps)
+        sync(device)
+        times.append((time.perf_counter() - tic) / steps)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {**cfg, "s_per_step": min(times), "warmup_s": warm, "peak_mb": peak}
+
+
+def configurations(args) -> list[dict]:
+    base = dict(
+        device=args.device, size=args.size, steps=args.steps, arch=args.arch, threads=args.threads,
+        warmup=args.warmup, repeats=args.repeats,
+    )  # fmt: skip
+    configs = [
+        {**base, "loop": "tutorial", "batch": b, "precision": "fp32", "compile": False, "channels_last": False}
+        for b in args.tutorial_batch
+    ]
+    for b, p, c in itertools.product(args.batch, args.precision, args.compile):
+        configs.append(
+            {
+                **base,
+                "loop": "ours",
+                "batch": b,
+                "precision": p,
+                "compile": c == "on",
+                "channels_last": args.channels_last,
+            }
+        )
+    return configs
+
+
+def table(results: list[dict], device_name: str) -> str:
+    """Markdown: each row's time, and its speed-up over the tutorial's loop at the same batch and per image
+    against the tutorial at batch 1 (what a researcher running it image by image gets)."""
+    tutorial = {r["batch"]: r["s_per_step"] for r in results if r["loop"] == "tutorial"}
+
+    def ratio(reference, value):
+        return f"{reference / value:.2f}" if reference else "–"
+
+    lines = [
+        f"Device: {device_name}. One DPS step (forward + input-gradient backward + update), "
+        f"{results[0]['arch']} UNet architecture, {results[0]['size']}×{results[0]['size']}, random weights.",
+        "",
+        "| loop | batch | precision | compile | channels_last | s/step | s/step per image | peak MB "
+        "| × tutorial, same batch | × tutorial per image |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        per_image = r["s_per_step"] / r["batch"]
+        onoff = ["on" if r[k] else "off" for k in ("compile", "channels_last")]
+        lines.append(
+            f"| {r['loop']} | {r['batch']} | {r['precision']} | {onoff[0]} | {onoff[1]} | {r['s_per_step']:.4f} "
+            f"| {per_image:.4f} | {r['peak_mb']:.0f} | {ratio(tutorial.get(r['batch']), r['s_per_step'])} "
+            f"| {ratio(tutorial.get(1), per_image)} |"
+        )
+    ours = [r for r in results if r["loop"] == "ours"]
+    if ours:
+        best = min(ours, key=lambda r: r["s_per_step"] / r["batch"])
+        lines += [
+            "",
+            f"Best per image: batch {best['batch']}, {best['precision']}, compile "
+            f"{'on' if best['compile'] else 'off'}: {1000 * best['s_per_step'] / best['batch']:.1f} s per image "
+            "for 1000 steps.",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--arch", default="ffhq", choices=["ffhq", "imagenet"])
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--tutorial-batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, help="append JSON lines here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON config, print the result
+    args = parser.parse_args()
+
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return
+    results = []
+    for cfg in configurations(args):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True, cwd=ROOT
+        )
+        if proc.returncode != 0:
+            print(f"failed: {cfg}\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"{r['loop']:8s} batch {r['batch']:2d} {r['precision']} compile={r['compile']}: "
+              f"{r['s_per_step']:.4f} s/step, peak {r['peak_mb']:.0f} MB", file=sys.stderr, flush=True)  # fmt: skip
+    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    print(table(results, name))
+    if args.out:
+        with args.out.open("a") as f:
+            for r in results:
+                f.write(json.dumps({**r, "device_name": name}) + "\n")
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line for line in f if line.startswith("model name")).split(":", 1)[1]
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model.strip()} ({torch.get_num_threads()} threads)"
+
+
+if __name__ == "__main__":
+    main()
