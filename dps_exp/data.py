@@ -11,7 +11,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from dps_exp.config import Range
-from dps_exp.errors import DataError
+from dps_exp.errors import ConfigError, DataError
 
 ASSETS = Path(__file__).parent / "assets"
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -42,17 +42,21 @@ def load_image(path: Path, size: int) -> Tensor:
 
 class Images:
     """A fixed, ordered list of image files. `limit` keeps the first N; `batch_size` bounds how many
-    samples (images × sweep points) go through the sampler together."""
+    samples (images × sweep points) go through the sampler together; `shard`/`num_shards` keep every
+    num_shards-th image from `shard` on (indices, hence seeds, stay those of the whole list)."""
 
-    def __init__(self, files: list[Path], size: int, batch_size: int, limit: int | None):
+    def __init__(self, files: list[Path], size: int, batch_size: int, limit: int | None, shard: int, num_shards: int):
         if not files:
             raise DataError("no images to run on")
+        if shard >= num_shards:
+            raise ConfigError(f"data.shard={shard} is not allowed: it must be below data.num_shards={num_shards}")
         self.files = files[:limit] if limit else files
         self.size = size
         self.batch_size = batch_size
+        self.shard, self.num_shards = shard, num_shards
 
     def items(self) -> list[Item]:
-        return [Item(i, str(f)) for i, f in enumerate(self.files)]
+        return [Item(i, str(f)) for i, f in enumerate(self.files) if i % self.num_shards == self.shard]
 
     def load(self, item: Item) -> Tensor:
         return load_image(Path(item.source), self.size)
@@ -66,8 +70,10 @@ class SampleImages(Images):
         size: Annotated[int, Range(8, 1024)] = 256,
         batch_size: Annotated[int, Range(1, None)] = 4,
         limit: Annotated[int, Range(1, None)] | None = None,
+        shard: Annotated[int, Range(0, None)] = 0,
+        num_shards: Annotated[int, Range(1, None)] = 1,
     ):
-        super().__init__([ASSETS / name for name in SAMPLE_ORDER], size, batch_size, limit)
+        super().__init__([ASSETS / name for name in SAMPLE_ORDER], size, batch_size, limit, shard, num_shards)
 
 
 class ImageFolder(Images):
@@ -79,6 +85,8 @@ class ImageFolder(Images):
         size: Annotated[int, Range(8, 1024)] = 256,
         batch_size: Annotated[int, Range(1, None)] = 4,
         limit: Annotated[int, Range(1, None)] | None = None,
+        shard: Annotated[int, Range(0, None)] = 0,
+        num_shards: Annotated[int, Range(1, None)] = 1,
     ):
         folder = Path(root).expanduser()
         if not folder.is_dir():
@@ -86,4 +94,4 @@ class ImageFolder(Images):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
         if not files:
             raise DataError(f"no PNG or JPEG images in data.root={root!r}")
-        super().__init__(files, size, batch_size, limit)
+        super().__init__(files, size, batch_size, limit, shard, num_shards)

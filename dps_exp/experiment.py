@@ -23,6 +23,7 @@ from dps_exp import batch
 from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys, resolve, target_of
 from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
+from dps_exp.devices import resolve_device
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
 from dps_exp.points import Point, dirname, expand, flatten, get_dotted, overrides_for, point_dirs, point_id, with_values
@@ -81,18 +82,10 @@ def validate(spec: Mapping) -> None:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda is not allowed here: no CUDA device is available (use device=auto or cpu)")
-    return torch.device(name)
-
-
 def config_id(spec: Mapping, per_sample: Sequence[str]) -> str:
     """A short hash of what determines a result besides its sweep point: rows of another config never mix."""
     static = {g: spec[g] for g in ("schedule", "physics", "denoiser", "sampler")}
-    static["data"] = {k: v for k, v in spec["data"].items() if k not in ("batch_size", "limit")}
+    static["data"] = {k: v for k, v in spec["data"].items() if k not in ("batch_size", "limit", "shard", "num_shards")}
     return point_id(with_values(static, "", {k: None for k in per_sample}))
 
 
@@ -115,7 +108,7 @@ class Run:
         validate(spec)
         self.spec = spec
         self.settings = Settings(**{k: v for k, v in spec.items() if k not in GROUPS})
-        self.device = resolve_device(self.settings.device)
+        self.device, self._gpu_claim = resolve_device(self.settings.device, sweep_dir)
         self.per_sample = ["seed"] + [k for g in GROUPS for k in per_sample_keys(spec[g], g)]
         self.config_id = config_id(spec, self.per_sample)
 
@@ -134,14 +127,12 @@ class Run:
     def make_points(self, out_dir: Path, sweep_dir: Path | None, overrides: list[str], group: str | None):
         values = expand(self.spec, self.per_sample)
         dirs = point_dirs(len(values), out_dir, sweep_dir, self.settings.sweep_jobs)
-        listed = {k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)}
-        fixed = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in listed | {"sweep_jobs"}]
-        base = flatten(self.spec)
+        listed = [k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)]
         if group is None and sweep_dir is not None:
             group = f"{Path(sweep_dir).parent.name}/{Path(sweep_dir).name}"
         points = []
         for vals, directory in zip(values, dirs, strict=True):
-            point_overrides = fixed + (overrides_for(vals, base) if listed else [])
+            point_overrides = overrides_for(overrides, vals, listed)
             logger = build(self.spec["logger"])
             logger.group = getattr(logger, "group", None) or group
             point = Point(vals, Recorder(directory), logger, dirname(point_overrides) or "default", point_overrides)
@@ -197,6 +188,8 @@ class Run:
                 point.recorder.write_summary(summary)
                 point.logger.finish(summary, point.recorder.rows())
                 summaries.append(summary)
+            if self._gpu_claim is not None:
+                self._gpu_claim.close()
         return summaries
 
     def load(self, chunk: Sequence[tuple[Item, Point]]) -> tuple[list, Tensor | None]:

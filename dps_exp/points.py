@@ -66,9 +66,20 @@ def expand(spec: Mapping, keys: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
-def overrides_for(values: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
-    """`key=value` overrides of the per-sample values that differ from the base config's own values."""
-    return [f"{k}={v}" for k, v in values.items() if base.get(k) != v]
+def overrides_for(job_overrides: Sequence[str], values: Mapping[str, Any], listed: Sequence[str]) -> list[str]:
+    """A point's own overrides, as a sequential multirun job would have had them: the job's overrides in
+    their order, each listed per-sample key replaced by `key=<this point's value>`."""
+    out, seen = [], set()
+    for override in job_overrides:
+        key = override.split("=", 1)[0].lstrip("+")
+        if key == "sweep_jobs":
+            continue
+        if key in listed:
+            out.append(f"{key}={values[key]}")
+            seen.add(key)
+        else:
+            out.append(override)
+    return out + [f"{k}={values[k]}" for k in listed if k not in seen]
 
 
 def dirname(overrides: Sequence[str]) -> str:

@@ -1,7 +1,7 @@
 """`python -m dps_exp.run [overrides]`: compose the config, build the Run, execute it.
 
-Returns the mean PSNR so that Hydra sweepers (Optuna) can optimise it; in a multirun, a job that fails with a
-user error returns NaN (a failed trial) instead of stopping the sweep.
+Returns the mean PSNR so that Hydra sweepers (Optuna) can optimise it. In a multirun, a job that fails raises:
+the launcher records it as failed and the sweep (or study) goes on.
 """
 
 from __future__ import annotations
@@ -44,12 +44,19 @@ def main(cfg: DictConfig) -> float:
         )
         summaries = run.execute()
     except UserError as err:
+        if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
+            log.error("%s", err)
+            raise
         print(f"error: {err}", file=sys.stderr)
-        if multirun:
-            return math.nan  # a failed job: the sweep (and an Optuna study) records it and goes on
         sys.exit(2)
     means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
     psnr = statistics.fmean(means) if means else math.nan
+    if math.isnan(psnr) and "psnr" in run.metrics.names:
+        message = "no image finished with a finite PSNR (every one diverged or was unreadable): see results.jsonl"
+        if multirun:
+            raise RuntimeError(message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
     for point, summary in zip(run.points, summaries, strict=True):
         log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
                  f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",

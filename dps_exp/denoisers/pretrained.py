@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import torch
@@ -11,6 +12,8 @@ from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.schedule import Schedule
 from dps_exp.weights import Checkpoint, CheckpointError, hub_file, load_state_dict, local_file
+
+log = logging.getLogger(__name__)
 
 
 class PretrainedADM(Denoiser):
@@ -38,6 +41,34 @@ class PretrainedADM(Denoiser):
             raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, but denoiser.sha256={sha256}")
         self.net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
         self.provenance = ckpt.describe()
+
+    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.net(x_t, t)
+
+
+class RandomADM(Denoiser):
+    """An ADM UNet of the named architecture with random weights: for timing and plumbing only, its
+    reconstructions mean nothing. (PyTorch's default initialisation, plus small random values where
+    guided-diffusion initialises to zero, so every layer does real work and activations stay O(1).)"""
+
+    learned_variance = True
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        architecture: Literal["ffhq", "imagenet"] = "ffhq",
+        seed: int = 0,
+        checkpointing: bool = False,
+    ):
+        super().__init__(schedule)
+        log.warning("denoiser=random_adm: random weights, for timing and plumbing only")
+        torch.manual_seed(seed)
+        self.net = ADMUNet(ARCHITECTURES[architecture], checkpointing=checkpointing)
+        with torch.no_grad():
+            for p in self.net.parameters():
+                if not p.any():
+                    p.normal_(0.0, 1e-2)
+        self.provenance = {"source": f"random:{architecture}:seed={seed}", "sha256": None}
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.net(x_t, t)

@@ -1,0 +1,73 @@
+"""Collecting runs from disk into tables and plots (the sweep report and the shard merge use this)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dps_exp.tracking import RESULTS, SUMMARY, aggregate, read_results
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every directory under `root` (itself included) that holds a results.jsonl, sorted."""
+    root = Path(root)
+    found = [p.parent for p in root.rglob(RESULTS)]
+    return sorted(set(found), key=lambda p: (len(p.parts), str(p)))
+
+
+def collect(dirs: Iterable[Path]) -> list[dict]:
+    """One record per run: its directory, hyperparameters (`params` of its rows), rows and aggregates."""
+    runs = []
+    for d in dirs:
+        rows = read_results(Path(d) / RESULTS)
+        if not rows:
+            continue
+        summary = json.loads((Path(d) / SUMMARY).read_text()) if (Path(d) / SUMMARY).exists() else {}
+        params = {k: v for k, v in rows[0].get("params", {}).items() if not isinstance(v, list | dict)}
+        runs.append({"dir": str(d), "params": params, "rows": rows, "metrics": aggregate(rows), "summary": summary})
+    return runs
+
+
+def varying(runs: Sequence[Mapping]) -> list[str]:
+    """The hyperparameters that take more than one value across the runs, in a stable order."""
+    keys: dict[str, set] = {}
+    for run in runs:
+        for k, v in run["params"].items():
+            keys.setdefault(k, set()).add(json.dumps(v))
+    return [k for k, values in keys.items() if len(values) > 1]
+
+
+def table(runs: Sequence[Mapping], metrics: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows: the varying hyperparameters, then mean, std and n of each metric."""
+    keys = varying(runs)
+    metrics = metrics or sorted({m for run in runs for m in run["metrics"]})
+    columns = ["run", *keys] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")]
+    rows = []
+    for run in runs:
+        row = [Path(run["dir"]).name, *(run["params"].get(k) for k in keys)]
+        for m in metrics:
+            agg = run["metrics"].get(m, {})
+            row += [agg.get("mean"), agg.get("std"), agg.get("n")]
+        rows.append(row)
+    return columns, rows
+
+
+def to_csv(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
+    def cell(v):
+        return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

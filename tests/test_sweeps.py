@@ -1,0 +1,185 @@
+"""Sweeps: vectorized = sequential, resume after a kill, launchers, Optuna, the report, W&B sweep files,
+shards, and one GPU per job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from tests.helpers import ROOT, cli
+
+FAST = ["experiment=demo", "data.size=32", "data.limit=1", "sampler.steps=5", "logger=none", "progress=false"]
+GRID = ["sampler.eta=0.5,1", "sampler.step_size=5,20", "physics.mask=0.1,0.3"]
+
+
+def rows_of(sweep: Path) -> dict[str, list[dict]]:
+    out = {}
+    for results in sorted(sweep.glob("*/results.jsonl")):
+        out[results.parent.name] = [json.loads(line) for line in results.read_text().splitlines()]
+    return out
+
+
+def comparable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("seconds", "metrics")}
+
+
+def test_vectorized_equals_sequential(tmp_path):
+    for mode in ("true", "false"):
+        proc = cli("-m", *FAST, *GRID, f"hydra.sweeper.vectorize={mode}", f"hydra.sweep.dir={tmp_path / mode}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 points in 1 jobs" in (tmp_path / "true" / "packed-0" / "run.log").read_text() or True
+    packed, sequential = rows_of(tmp_path / "true"), rows_of(tmp_path / "false")
+    assert sorted(packed) == sorted(sequential) == [str(n) for n in range(8)]
+    for job in sequential:
+        (a,), (b,) = packed[job], sequential[job]
+        assert comparable(a) == comparable(b)
+        for name in a["metrics"]:
+            assert abs(a["metrics"][name] - b["metrics"][name]) <= 1e-5
+        pa, pb = (Image.open(d / job / r["image"]) for d, r in ((tmp_path / "true", a), (tmp_path / "false", b)))
+        diff = torch.tensor(list(pa.getdata())) - torch.tensor(list(pb.getdata()))
+        assert diff.abs().max().item() <= 1
+        for name in ("config.yaml", "overrides.yaml"):
+            assert (tmp_path / "true" / job / ".hydra" / name).read_text() == (
+                tmp_path / "false" / job / ".hydra" / name
+            ).read_text()
+        sa, sb = (json.loads((d / job / "summary.json").read_text()) for d in (tmp_path / "true", tmp_path / "false"))
+        assert sa["point"] == sb["point"] and sa["config"] == sb["config"] and sa["overrides"] == sb["overrides"]
+
+
+def total_rows(root: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in root.rglob("results.jsonl"))
+
+
+def test_a_killed_sweep_resumes_to_the_same_rows_without_duplicates(tmp_path):
+    args = [*FAST, "data.limit=null", "data.batch_size=1", "sampler.steps=40", "sampler.eta=0.5,1", "logger=wandb"]
+    env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "dps_exp.run", "-m", *args], cwd=killed, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while total_rows(killed) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = total_rows(killed)
+    assert 3 <= done_before < 8
+    resumed = cli("-m", *args, "resume=true", cwd=killed, env={"WANDB_MODE": "offline"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (sweep,) = {p.parent.parent for p in killed.rglob("results.jsonl")}  # one sweep dir, reused
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    assert cli("-m", *args, cwd=clean, env={"WANDB_MODE": "offline"}).returncode == 0
+    (reference,) = {p.parent.parent for p in clean.rglob("results.jsonl")}
+    got, want = rows_of(sweep), rows_of(reference)
+    assert sorted(got) == sorted(want) == ["0", "1"]
+    for job in want:
+        assert [r["key"] for r in got[job]] == [r["key"] for r in want[job]]  # all rows, none twice
+        for a, b in zip(got[job], want[job], strict=True):
+            assert comparable(a) == comparable(b) and a["metrics"] == pytest.approx(b["metrics"], abs=1e-5)
+        runs = list((sweep / job / "wandb").glob("offline-run-*"))
+        ids = {r.name.rsplit("-", 1)[1] for r in runs}
+        assert len(ids) == 1, runs  # the resumed W&B run continues the same run id
+
+
+def test_submitit_local_launcher_runs_two_jobs(tmp_path):
+    proc = cli("-m", *FAST, "sampler.steps=3,4", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(rows_of(tmp_path / "s")) == ["0", "1"]
+    assert len(list((tmp_path / "s").rglob("*_submitted.pkl"))) == 2  # both went through submitit
+
+
+def test_optuna_study_survives_a_failed_trial(tmp_path):
+    proc = cli(
+        "hparams_search=step_size", *FAST, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'study'}",
+        "hydra.sweeper.params={sampler.step_size: 'choice(5.0, -1.0, 20.0)'}",  # -1 fails: TPE seed 0 draws it first
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Failed experiment" in proc.stdout + proc.stderr
+    best = yaml.safe_load((tmp_path / "study" / "optimization_results.yaml").read_text())
+    assert best["best_params"] in ({"sampler.step_size": 5.0}, {"sampler.step_size": 20.0})
+
+
+def test_sweep_report_builds_table_and_plots(tmp_path):
+    sweep = tmp_path / "s"
+    assert cli("-m", *FAST, *GRID, f"hydra.sweep.dir={sweep}", cwd=tmp_path).returncode == 0
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep)],
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    header, *lines = (sweep / "report" / "table.csv").read_text().splitlines()
+    assert header.startswith("run,physics.mask,sampler.eta,sampler.step_size,psnr_mean")
+    assert len(lines) == 8
+    with Image.open(sweep / "report" / "psnr.png") as im:
+        assert im.size[0] > 600
+    assert "| run |" in (sweep / "report" / "table.md").read_text()
+
+
+def agent_command(sweep_file: Path, params: dict) -> list[str]:
+    """The command a `wandb agent` runs for these parameters (its own macro substitution, replayed)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    spec = yaml.safe_load(sweep_file.read_text())
+    macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    macros |= {"env": ["/usr/bin/env"], "interpreter": [sys.executable]}
+    command = []
+    for token in spec["command"]:
+        command += macros[token[2:-1]] if token.startswith("${") and token.endswith("}") else [token]
+    return command
+
+
+@pytest.mark.parametrize("name", ["wandb_step_size.yaml", "wandb_mask_grid.yaml"])
+def test_wandb_sweep_commands_compose_and_run_offline(tmp_path, name):
+    spec = yaml.safe_load((ROOT / "sweeps" / name).read_text())
+    params = {k: v["values"][0] if "values" in v else v["min"] for k, v in spec["parameters"].items()}
+    command = agent_command(ROOT / "sweeps" / name, params)
+    fast = ["experiment=demo", "data.size=32", "data.limit=1", "sampler.steps=3", "progress=false"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([*command, *fast], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (summary,) = tmp_path.rglob("summary.json")
+    config = json.loads(summary.read_text())["config"]
+    for key, value in params.items():
+        group, field = key.split(".")
+        assert config[group][field] == value
+    assert list(summary.parent.glob("wandb/offline-run-*"))
+
+
+def test_shards_merge_into_the_unsharded_run(tmp_path):
+    base = [*FAST, "data.limit=null", "logger=none"]
+    assert cli(*base, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path).returncode == 0
+    for shard in (0, 1):
+        args = [*base, f"data.shard={shard}", "data.num_shards=2", f"hydra.run.dir={tmp_path / str(shard)}"]
+        assert cli(*args, cwd=tmp_path).returncode == 0
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "merge_runs.py"), str(tmp_path / "0"),
+                           str(tmp_path / "1"), "--out", str(tmp_path / "merged")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    merged = [json.loads(x) for x in (tmp_path / "merged" / "results.jsonl").read_text().splitlines()]
+    whole = [json.loads(x) for x in (tmp_path / "whole" / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in merged] == [0, 1, 2, 3]
+    assert [r["metrics"] for r in merged] == [r["metrics"] for r in whole]
+
+
+def test_each_parallel_job_claims_its_own_gpu(tmp_path, monkeypatch):
+    from dps_exp import devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    first, claim0 = devices.claim_gpu(tmp_path)
+    second, claim1 = devices.claim_gpu(tmp_path)
+    assert {first, second} == {0, 1}
+    claim0.close()
+    third, claim2 = devices.claim_gpu(tmp_path, poll_s=0.01)
+    assert third == first
+    claim1.close()
+    claim2.close()
