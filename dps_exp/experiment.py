@@ -134,7 +134,7 @@ class Run:
         self.settings = Settings(**{k: v for k, v in spec.items() if k not in GROUPS})
         self.device = resolve_device(self.settings.device)
         self.per_sample = ["seed"] + [k for g in GROUPS for k in per_sample_keys(spec[g], g)]
-        self.points = [dict(p) for p in points] if points else [self.default_point()]
+        self.points = [self.complete(p) for p in points] if points else [self.default_point()]
         self.name = name
         self.config_id = config_id(spec, self.per_sample)
 
@@ -152,6 +152,10 @@ class Run:
 
     def default_point(self) -> dict[str, Any]:
         return {k: get_dotted(self.spec, k) for k in self.per_sample}
+
+    def complete(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The point with every per-sample key: one it leaves out takes the config's value."""
+        return self.default_point() | dict(point)
 
     # -----------------------------------------------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class Run:
 
     def run_batch(self, chunk: Sequence[tuple[Item, Mapping]]) -> Tensor | None:
         """Measure, sample, score and record one batch; returns the reconstructions (B, 3, H, W) in [0, 1]."""
-        chunk, images = self.load(chunk)
+        chunk, images = self.load([(item, self.complete(point)) for item, point in chunk])
         if not chunk:
             return None
         tic = time.perf_counter()
