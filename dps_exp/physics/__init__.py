@@ -4,6 +4,7 @@ from dps_exp.physics.base import LinearPhysics, Physics
 from dps_exp.physics.denoise import Denoising
 from dps_exp.physics.inpaint import BoxInpainting, RandomInpainting
 from dps_exp.physics.noise import Noise
+from dps_exp.physics.super_resolution import SuperResolution
 
 __all__ = [
     "BoxInpainting",
@@ -12,4 +13,5 @@ __all__ = [
     "Noise",
     "Physics",
     "RandomInpainting",
+    "SuperResolution",
 ]
