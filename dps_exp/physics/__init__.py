@@ -5,6 +5,7 @@ from dps_exp.physics.blur import GaussianBlur, MotionBlur
 from dps_exp.physics.denoise import Denoising
 from dps_exp.physics.inpaint import BoxInpainting, RandomInpainting
 from dps_exp.physics.noise import Noise
+from dps_exp.physics.phase import PhaseRetrieval
 from dps_exp.physics.super_resolution import SuperResolution
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "LinearPhysics",
     "MotionBlur",
     "Noise",
+    "PhaseRetrieval",
     "Physics",
     "RandomInpainting",
     "SuperResolution",
