@@ -45,7 +45,9 @@ class PhaseRetrieval(Physics):
         return torch.fft.fftshift(torch.fft.fft2(padded, norm="ortho"), dim=(-2, -1)).abs()
 
     def to_image(self, y: Tensor) -> Tensor:
-        """log(1 + |F P x|), scaled per image to [-1, 1] and resized to the image size (for pictures)."""
-        v = torch.log1p(y.clamp_min(0))
-        v = v / v.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        """log10 |F P x|, over the 4 decades below each image's largest value mapped to [-1, 1], resized to the
+        image size (for pictures only)."""
+        v = torch.log10(y.clamp_min(1e-30))
+        top = v.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        v = ((v - top) / 4 + 1).clamp(0, 1)
         return F.interpolate(v, size=self.in_size, mode="bilinear", antialias=True) * 2 - 1
