@@ -39,7 +39,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"# {name}, {args.size}x{args.size}, forward + backward, best of 10, ms (the machine is shared: the least disturbed run)")
+    print(
+        f"# {name}, {args.size}x{args.size}, forward + backward, best of 10, ms (the machine is shared: the least disturbed run)"
+    )
     print("batch kernel   direct      fft   direct/fft")
     for B in args.batch:
         x = torch.rand(B, 3, args.size, args.size, device=device, requires_grad=True)
@@ -48,7 +50,7 @@ def main() -> None:
             ms = {}
             for method in ("direct", "fft"):
                 p = GaussianBlur(kernel_size=k, method=method).draw(x.shape, gens, device)
-                ms[method] = time_ms(lambda p=p: p.A(x).square().sum().backward(), device)
+                ms[method] = time_ms(lambda p=p, x=x: p.A(x).square().sum().backward(), device)
             print(f"{B:5d} {k:6d} {ms['direct']:8.2f} {ms['fft']:8.2f} {ms['direct'] / ms['fft']:10.1f}")
 
 

@@ -18,8 +18,9 @@ from dps_exp.physics.motion import motion_kernel
 from dps_exp.physics.noise import Noise
 
 FFT_FROM = 17
-"""`method=auto` convolves by FFT from this kernel size up. Measured on a 2-core CPU at 256×256, forward plus
-backward (scripts/bench_blur.py): 15 px is about even, 31 px FFT is 2–9× faster, 61 px 7–35× faster."""
+"""`method=auto` convolves by FFT from this kernel size up. Measured with scripts/bench_blur.py on this project's
+shared 2-core CPU at 256×256, forward plus backward, best of 10: up to 15 px the two paths are about even
+(direct ahead at batch 4), at 31 px the FFT is 2–17× faster and at 61 px (the paper's) 7–35× faster."""
 
 
 def reflect_index(n: int, pad: int, device: torch.device) -> Tensor:
