@@ -7,6 +7,7 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from dps_exp.errors import ConfigError
 from dps_exp.physics import GaussianBlur, MotionBlur
@@ -27,7 +28,6 @@ def moments(k):
 
 
 def test_gaussian_kernel_is_scipys_gaussian_filter_of_a_delta():
-    ndimage = pytest.importorskip("scipy.ndimage")
     k = GaussianBlur(std=3.0).kernels(1, gens(1))[0]
     delta = torch.zeros(61, 61, dtype=torch.float64)
     delta[30, 30] = 1
