@@ -39,9 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(
-        f"# {name}, {args.size}x{args.size}, forward + backward, best of 10, ms (the machine is shared: the least disturbed run)"
-    )
+    # best of 10, not the median: on a shared machine the least disturbed run is the one to compare
+    print(f"# {name}, {args.size}x{args.size}, forward + backward, best of 10, ms")
     print("batch kernel   direct      fft   direct/fft")
     for B in args.batch:
         x = torch.rand(B, 3, args.size, args.size, device=device, requires_grad=True)

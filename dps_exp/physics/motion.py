@@ -11,8 +11,9 @@ A kernel of side n is drawn on a 2n × 2n canvas of diagonal D = 2√2 n and the
    |θ_k| ~ Triangular(0, I θ_max, θ_max + 0.1) whose sign flips from the previous one's with probability j.
    (Directions, not turns: the walk is bounded in a cone, and I = 0 is a straight line.)
 4. The path z_k = Σ_{i≤k} s_i e^{iθ_i}, centred on its mean, rotated by U(0, π), put in the canvas middle.
-5. Rasterised as a 1-pixel line (the package's width ⌊D/150⌋ = 1 at n = 61), Gaussian-blurred with σ = ⌊D/100⌋
-   px (PIL's GaussianBlur radius is a standard deviation), shrunk 2× with antialiasing, made non-negative and normalised to sum 1.
+5. Rasterised as a 1-pixel line (the package's width ⌊D/150⌋ = 1 at n = 61), Gaussian-blurred with
+   σ = ⌊D/100⌋ px (PIL's GaussianBlur radius is a standard deviation), shrunk 2× with antialiasing, made
+   non-negative and normalised to sum 1.
 
 Differences from the package, none of which change the law of the trajectory: the line is drawn by splatting
 points every ¼ px bilinearly (saturating at 1, as a drawn line does) instead of PIL's aliased line, and the 2×
@@ -43,7 +44,7 @@ def path(intensity: float, diagonal: float, gen: torch.Generator) -> Tensor:
     scale = (1 - I + EPS) * diagonal
     cdf_cap = 1 - (1 - min(length / scale, 1.0)) ** 30  # Beta(1, 30) CDF at the cap
     steps = torch.empty(0, dtype=torch.float64)
-    while len(steps) == 0 or steps.sum() < length:  # 64 steps at a time; the walk needs about 25 at n = 61, I = 0.5
+    while len(steps) == 0 or steps.sum() < length:  # 64 at a time; about 25 are needed at n = 61, I = 0.5
         u = uniform(gen, 64) * cdf_cap
         steps = torch.cat([steps, scale * (1 - (1 - u) ** (1 / 30))])
     steps = steps[: int((steps.cumsum(0) < length).sum()) + 1]
