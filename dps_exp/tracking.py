@@ -87,7 +87,7 @@ class Recorder:
 
     results.jsonl  one line per image × sweep point, appended and flushed as each finishes
     images/        a PNG panel per line (measurement | reconstruction | ground truth)
-    operators/     the drawn operator of each line (masks, kernels) as a tensor file and, for masks, a PNG
+    operators/     the drawn operator of each line (masks, kernels) as a tensor file and a PNG per mask or kernel
     summary.json   aggregates, the resolved config, wall time, device
     """
 
@@ -123,13 +123,16 @@ class Recorder:
         return rel
 
     def save_operator(self, key: str, state: Mapping[str, Tensor]) -> str | None:
-        """Save the tensors that pin down one sample's operator; masks also as PNG for a look."""
+        """Save the tensors that pin down one sample's operator; each 2-D or (C, H, W) one (a mask, a kernel)
+        also as a PNG for a look, scaled so that its largest value is white."""
         if not state:
             return None
         rel = f"operators/{key}.pt"
         torch.save({k: v.detach().cpu() for k, v in state.items()}, self.dir / rel)
-        if "mask" in state:
-            save_image(state["mask"].float(), self.dir / f"operators/{key}_mask.png")
+        for name, v in state.items():
+            if v.ndim in (2, 3):
+                v = v.detach().cpu().float()
+                save_image(v / v.max().clamp_min(1e-12), self.dir / f"operators/{key}_{name}.png")
         return rel
 
     def write_summary(self, summary: Mapping) -> None:

@@ -44,6 +44,8 @@ def test_misspelt_group_option_lists_the_valid_ones(tmp_path):
         ("device=tpu", "device='tpu' is not allowed: it must be one of auto, cpu, cuda"),
         ("seed=-3", "seed=-3 is not allowed: it must satisfy 0 ≤ seed"),
         ("physics.noise.kind=laplace", "physics.noise.kind='laplace' is not allowed: it must be one of"),
+        ("physics.noise.rate=0", "physics.noise.rate=0 is not allowed: it must satisfy 0 < rate"),
+        ("physics=inpaint_box physics.margin=-1", "physics.margin=-1 is not allowed: it must satisfy 0 ≤ margin"),
         ("+physics.foo=1", "physics.foo is not a key of physics (RandomInpainting); valid keys: mask, noise"),
         ("data.batch_size=0", "data.batch_size=0 is not allowed: it must satisfy 1 ≤ batch_size"),
         ("metrics.names=[psnr,fid2]", "metrics.names[1]='fid2' is not allowed: it must be one of psnr, ssim"),
@@ -51,7 +53,7 @@ def test_misspelt_group_option_lists_the_valid_ones(tmp_path):
 )
 def test_validation_messages(override, message):
     with pytest.raises(ConfigError) as err:
-        validate(resolve(compose([override])))
+        validate(resolve(compose(override.split())))
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
 

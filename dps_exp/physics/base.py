@@ -50,4 +50,10 @@ class LinearPhysics(Physics):
     """A linear forward model: A has an adjoint A_T with ⟨A x, y⟩ = ⟨x, A_T y⟩."""
 
     def A_T(self, y: Tensor) -> Tensor:
+        """The adjoint, from measurements back to images (B, C, H, W)."""
+        raise NotImplementedError
+
+    def init(self, y: Tensor) -> Tensor:
+        """A cheap image-shaped estimate of x from y: the pseudo-inverse A⁺ y where it is exact and cheap,
+        otherwise a stated substitute (each operator says which). For starting points and pictures."""
         raise NotImplementedError

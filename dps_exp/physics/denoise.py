@@ -1,0 +1,24 @@
+"""Denoising: the identity operator, for pure denoising and for sanity checks of a prior and a sampler."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from dps_exp.physics.base import LinearPhysics
+from dps_exp.physics.noise import Noise
+
+
+class Denoising(LinearPhysics):
+    """y = x + n: A = A_T = A⁺ = I."""
+
+    def __init__(self, noise: Noise | None = None):
+        super().__init__(noise or Noise())
+
+    def A(self, x: Tensor) -> Tensor:
+        return x
+
+    def A_T(self, y: Tensor) -> Tensor:
+        return y
+
+    def init(self, y: Tensor) -> Tensor:
+        return y
