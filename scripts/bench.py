@@ -8,6 +8,13 @@ noise-level interface with its timestep search, a copy of each iterate to the CP
 
     python scripts/bench.py --size 64 --batch 1 4 --precision fp32 bf16 --steps 5          # CPU here
     python scripts/bench.py --device cuda --size 256 --batch 1 8 16 --precision fp32 bf16 --compile off on
+
+The sweep case (`--sweep K N`) times a K-point multirun (η × step size) over N images run through the CLI, once
+vectorized (all points packed into one job: one network pass per step for all) and once sequentially (K jobs),
+with `denoiser=random_adm` (random weights: timing only):
+
+    python scripts/bench.py --sweep 4 1 --size 64 --steps 5                              # CPU here
+    python scripts/bench.py --sweep 16 1 --device cuda --size 256 --steps 100
 """
 
 from __future__ import annotations
@@ -216,6 +223,46 @@ def table(results: list[dict], device_name: str) -> str:
     return "\n".join(lines)
 
 
+def sweep_grid(k: int) -> tuple[list[float], list[float]]:
+    """η and step-size values whose grid has k points (as square as possible)."""
+    a = max(d for d in range(1, int(k**0.5) + 1) if k % d == 0)
+    etas = [round(0.25 + 0.75 * i / max(a - 1, 1), 3) for i in range(a)]
+    sizes = [round(0.3 * 2**i, 3) for i in range(k // a)]
+    return etas, sizes
+
+
+def sweep_bench(args) -> str:
+    """Wall time of a K-point sweep over N images, vectorized against sequential, through the CLI."""
+    import tempfile
+
+    k, n = args.sweep
+    etas, sizes = sweep_grid(k)
+    common = [
+        "denoiser=random_adm", f"denoiser.architecture={args.arch}", "data.limit=null" if n > 4 else f"data.limit={n}",
+        f"data.size={args.size}", f"data.batch_size={k * n}", f"sampler.steps={args.steps}", "logger=none",
+        "progress=false", f"device={args.device}", f"precision={args.precision[-1]}",
+        f"sampler.eta={','.join(map(str, etas))}", f"sampler.step_size={','.join(map(str, sizes))}",
+    ]  # fmt: skip
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("true", "false"):
+            cmd = [sys.executable, "-m", "dps_exp.run", "-m", *common, f"hydra.sweeper.vectorize={mode}",
+                   f"hydra.sweep.dir={tmp}/{mode}"]  # fmt: skip
+            tic = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            times[mode] = time.perf_counter() - tic
+            if proc.returncode != 0:
+                raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
+    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    return (
+        f"Device: {name}. Sweep of {k} points (η {etas} × step size {sizes}) × {n} image(s), "
+        f"{args.size}×{args.size}, {args.steps} steps, {args.arch} UNet with random weights, {args.precision[-1]}.\n\n"
+        "| sweep | jobs | wall time (s) | × sequential |\n|---|---|---|---|\n"
+        f"| sequential | {k} | {times['false']:.1f} | 1.00 |\n"
+        f"| vectorized | 1 | {times['true']:.1f} | {times['false'] / times['true']:.2f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -231,9 +278,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, help="append JSON lines here")
+    parser.add_argument("--sweep", type=int, nargs=2, metavar=("K", "N"), help="time a K-point sweep over N images")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON config, print the result
     args = parser.parse_args()
 
+    if args.sweep:
+        print(sweep_bench(args))
+        return
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return
