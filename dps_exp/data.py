@@ -43,9 +43,19 @@ def load_image(path: Path, size: int) -> Tensor:
 class Images:
     """A fixed, ordered list of image files. `limit` keeps the first N; `batch_size` bounds how many
     samples (images × sweep points) go through the sampler together; `shard`/`num_shards` keep every
-    num_shards-th image from `shard` on (indices, hence seeds, stay those of the whole list)."""
+    num_shards-th image from `shard` on (indices, hence seeds, stay those of the whole list). `start` is the
+    index of the first file, when the list is a slice of a longer one."""
 
-    def __init__(self, files: list[Path], size: int, batch_size: int, limit: int | None, shard: int, num_shards: int):
+    def __init__(
+        self,
+        files: list[Path],
+        size: int,
+        batch_size: int,
+        limit: int | None,
+        shard: int,
+        num_shards: int,
+        start: int = 0,
+    ):
         if not files:
             raise DataError("no images to run on")
         if shard >= num_shards:
@@ -54,9 +64,11 @@ class Images:
         self.size = size
         self.batch_size = batch_size
         self.shard, self.num_shards = shard, num_shards
+        self.start = start
 
     def items(self) -> list[Item]:
-        return [Item(i, str(f)) for i, f in enumerate(self.files) if i % self.num_shards == self.shard]
+        indexed = enumerate(self.files, start=self.start)
+        return [Item(i, str(f)) for i, f in indexed if i % self.num_shards == self.shard]
 
     def load(self, item: Item) -> Tensor:
         return load_image(Path(item.source), self.size)

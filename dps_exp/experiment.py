@@ -27,6 +27,7 @@ from dps_exp.devices import resolve_device
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
 from dps_exp.points import Point, dirname, expand, flatten, get_dotted, overrides_for, point_dirs, point_id, with_values
+from dps_exp.report import fid_from_disk
 from dps_exp.schedule import Schedule
 from dps_exp.tracking import Recorder, aggregate, counts
 
@@ -115,6 +116,7 @@ class Run:
         self.schedule: Schedule = build(spec["schedule"]).to(self.device)
         self.data: Images = build(spec["data"])
         self.metrics: Metrics = build(spec["metrics"])
+        self.metric_weights = self.metrics.check()  # a missing LPIPS/FID backbone stops the run before any work
         self.denoiser: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
@@ -170,6 +172,7 @@ class Run:
         jobs = [(it, p) for it in self.data.items() for p in self.points if self.row_key(it, p) not in p.done]
         for point in self.points:
             point.logger.start(self.spec, point.recorder.dir, point.name)
+            point.recorder.write_image_list([item.source for item in self.data.items()])
         status = "interrupted"
         try:
             with tqdm(total=len(jobs), desc="images", unit="img", disable=not self.settings.progress) as bar:
@@ -241,6 +244,7 @@ class Run:
         for b, (item, point) in enumerate(chunk):
             key = self.row_key(item, point)
             panel = point.recorder.save_panel(key, [y_img[b], x_hat[b].cpu(), images[b]])
+            reconstruction = point.recorder.save_reconstruction(key, x_hat[b].cpu())
             operator = point.recorder.save_operator(key, {k: v[b] for k, v in states.items()})
             diverged = diverged_at[b] >= 0
             row = self.base_row(item, point) | {
@@ -250,6 +254,7 @@ class Run:
                 "nfe": nfe,
                 "seconds": seconds,
                 "image": panel,
+                "reconstruction": reconstruction,
                 "operator": operator,
             }
             point.recorder.append(row)
@@ -277,7 +282,8 @@ class Run:
         return {
             "status": status,
             **counts(rows),
-            "metrics": aggregate(rows),
+            "metrics": aggregate(rows) | self.set_metrics(point, rows, status),
+            "metric_weights": self.metric_weights,
             "point": point.values,
             "overrides": point.overrides,
             "wall_time_s": wall_time,
@@ -287,3 +293,18 @@ class Run:
             "prior": getattr(self.denoiser, "provenance", None),
             "config": with_values(self.spec, "", point.values) | {"sweep_jobs": None},
         }
+
+    def set_metrics(self, point: Point, rows: Sequence[Mapping], status: str) -> dict:
+        """Metrics over a point's whole set (FID), computed from the reconstructions on disk and the ground truth
+        from the data source, so a resumed run scores every image, not only those of its last session."""
+        if "fid" not in self.metrics.names:
+            return {}
+        if status != "complete":
+            ok = sum(r.get("status") == "ok" for r in rows)
+            return {"fid": {"value": None, "n": ok, "reason": f"the run is {status}: FID needs the whole set"}}
+
+        def truth(row: Mapping) -> Tensor:
+            return self.data.load(Item(row["index"], row["source"]))
+
+        rows = [{**r, "dir": point.recorder.dir} for r in rows]
+        return {"fid": fid_from_disk(rows, self.spec, self.device, truth)}

@@ -1,14 +1,27 @@
-"""Image quality metrics (torchmetrics), per image, on [0, 1] images."""
+"""Image quality metrics (torchmetrics) on [0, 1] images: PSNR, SSIM and LPIPS per image, FID over a set.
+
+Reconstructions are scored as they come out of the sampler, clipped to [0, 1]; no per-image min–max
+rescaling (the official DPS code rescales the PNGs it saves, which changes every score). FID compares 8-bit
+images, as FID always does: the reconstructions saved as PNGs and the ground truth quantised the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchvision.io import ImageReadMode, decode_image
 
-MetricName = Literal["psnr", "ssim"]
+from dps_exp.backbones import ensure_backbone
+from dps_exp.weights import file_sha256
+
+MetricName = Literal["psnr", "ssim", "lpips", "fid"]
+BACKBONES = {"lpips": None, "fid": "inception"}  # None: the configured LPIPS network
+FID_BATCH = 32
 
 
 def psnr(x: Tensor, ref: Tensor) -> Tensor:
@@ -22,11 +35,81 @@ def ssim(x: Tensor, ref: Tensor) -> Tensor:
 FUNCTIONS = {"psnr": psnr, "ssim": ssim}
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """[0, 1] float → uint8, rounded as torchvision's `save_image` rounds (so both FID sets match)."""
+    return x.mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
 class Metrics:
-    """Scores reconstructions against ground truth, both (B, 3, H, W) in [0, 1]; returns {name: (B,)}."""
+    """Scores reconstructions against ground truth, both (B, 3, H, W) in [0, 1].
 
-    def __init__(self, names: Sequence[MetricName] = ("psnr", "ssim")):
+    `names`: psnr, ssim and lpips are scored per image by `__call__` ({name: (B,)}); fid is scored over a
+    whole set by `fid`. `lpips_net`: LPIPS's backbone, `vgg` (the DPS evaluation) or `alex` (LPIPS's own
+    default). `fid_features`: the Inception layer FID compares, 2048 (the standard, the paper's) or a smaller
+    one. Backbone weights come from the torch hub cache (`dps_exp.backbones`); `check` fetches them up front.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[MetricName] = ("psnr", "ssim"),
+        lpips_net: Literal["vgg", "alex"] = "vgg",
+        fid_features: Literal[64, 192, 768, 2048] = 2048,
+    ):
         self.names = list(names)
+        self.lpips_net, self.fid_features = lpips_net, fid_features
+        self.per_image = [n for n in self.names if n != "fid"]
+        self._lpips = None
 
+    def check(self) -> dict[str, dict]:
+        """Make sure the backbone of every chosen metric is on disk (a missing one stops the run before any
+        work); returns {metric: {backbone, file, sha256}} for the record."""
+        found = {}
+        for metric, backbone in BACKBONES.items():
+            if metric in self.names:
+                backbone = backbone or self.lpips_net
+                without = "metrics.names=[" + ",".join(n for n in self.names if n != metric) + "]"
+                path = ensure_backbone(backbone, metric, without)
+                found[metric] = {"backbone": backbone, "file": str(path), "sha256": file_sha256(path)}
+        return found
+
+    @torch.no_grad()
     def __call__(self, x: Tensor, ref: Tensor) -> dict[str, Tensor]:
-        return {name: FUNCTIONS[name](x.float(), ref.float()).reshape(-1) for name in self.names}
+        x, ref = x.float(), ref.float()
+        scores = {}
+        for name in self.per_image:
+            scores[name] = (self.lpips(x, ref) if name == "lpips" else FUNCTIONS[name](x, ref)).reshape(-1)
+        return scores
+
+    def lpips(self, x: Tensor, ref: Tensor) -> Tensor:
+        """LPIPS of each pair, (B,); 0 for identical images."""
+        if self._lpips is None:
+            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+            ensure_backbone(self.lpips_net, "lpips")
+            self._lpips = LearnedPerceptualImagePatchSimilarity(self.lpips_net, reduction="none", normalize=True)
+        self._lpips = self._lpips.to(x.device)
+        self._lpips.update(x, ref)
+        scores = self._lpips.compute()
+        self._lpips.reset()
+        return scores
+
+    @torch.no_grad()
+    def fid(self, pairs: Sequence[tuple[Path, Callable[[], Tensor]]], device: torch.device | str = "cpu") -> dict:
+        """FID between reconstructions and their ground truth: each pair is the path of a reconstruction's
+        8-bit PNG and a function returning its ground truth, (3, H, W) in [0, 1].
+
+        Returns {"value": FID, "n": number of pairs}; with fewer than 2 pairs FID is undefined and `value`
+        is None with a `reason`.
+        """
+        if len(pairs) < 2:
+            return {"value": None, "n": len(pairs), "reason": f"FID needs at least 2 images, the set has {len(pairs)}"}
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        weights = ensure_backbone("inception", "fid")
+        metric = FrechetInceptionDistance(self.fid_features, feature_extractor_weights_path=str(weights)).to(device)
+        for first in range(0, len(pairs), FID_BATCH):
+            chunk = pairs[first : first + FID_BATCH]
+            fake = torch.stack([decode_image(str(path), mode=ImageReadMode.RGB) for path, _ in chunk])
+            metric.update(fake.to(device), real=False)
+            metric.update(to_uint8(torch.stack([truth() for _, truth in chunk])).to(device), real=True)
+        return {"value": float(metric.compute()), "n": len(pairs)}

@@ -5,10 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
+from dps_exp.data import load_image
+from dps_exp.errors import UserError
+from dps_exp.metrics import Metrics
 from dps_exp.tracking import RESULTS, SUMMARY, aggregate, read_results
 
 
@@ -30,6 +36,30 @@ def collect(dirs: Iterable[Path]) -> list[dict]:
         params = {k: v for k, v in rows[0].get("params", {}).items() if not isinstance(v, list | dict)}
         runs.append({"dir": str(d), "params": params, "rows": rows, "metrics": aggregate(rows), "summary": summary})
     return runs
+
+
+def fid_from_disk(
+    rows: Sequence[Mapping], config: Mapping, device: str = "cpu", truth: Callable[[Mapping], Tensor] | None = None
+) -> dict:
+    """FID over the ok rows of runs with the recorded `config` (its data size, its FID features), from their
+    saved reconstructions (`reconstruction`, relative to the row's `dir` or absolute) and the ground truth:
+    `truth(row)`, by default the row's `source` read at the data size. What stops it (missing weights or
+    files) becomes the result's `reason`."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not all(r.get("reconstruction") for r in ok):
+        return {"value": None, "n": len(ok), "reason": "the results record no reconstruction images"}
+    paths = [Path(r.get("dir", ".")) / r["reconstruction"] for r in ok]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        reason = f"{len(missing)} of {len(ok)} reconstructions are not on disk (e.g. {missing[0]})"
+        return {"value": None, "n": len(ok), "reason": reason}
+    size = config["data"]["size"]
+    truth = truth or (lambda row: load_image(Path(row["source"]), size))
+    metrics = Metrics(["fid"], fid_features=config.get("metrics", {}).get("fid_features", 2048))
+    try:
+        return metrics.fid([(p, partial(truth, r)) for p, r in zip(paths, ok, strict=True)], device)
+    except UserError as err:  # missing Inception weights, a moved source image
+        return {"value": None, "n": len(ok), "reason": str(err)}
 
 
 def varying(runs: Sequence[Mapping]) -> list[str]:

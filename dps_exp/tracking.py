@@ -19,6 +19,7 @@ from dps_exp.errors import UserError
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
+IMAGE_LIST = "images.txt"
 
 
 def _jsonable(value: Any) -> Any:
@@ -86,7 +87,9 @@ class Recorder:
     """Writes one run's results into its directory:
 
     results.jsonl  one line per image × sweep point, appended and flushed as each finishes
-    images/        a PNG panel per line (measurement | reconstruction | ground truth)
+    images/        a PNG panel per line (measurement | reconstruction | ground truth), and the reconstruction
+                   alone as an 8-bit PNG (what FID is computed from)
+    images.txt     the ordered list of the job's images (their sources)
     operators/     the drawn operator of each line (masks, kernels) as a tensor file and a PNG per mask or kernel
     summary.json   aggregates, the resolved config, wall time, device
     """
@@ -121,6 +124,15 @@ class Recorder:
         rel = f"images/{key}.png"
         save_image(make_grid(list(panels), nrow=len(panels), padding=2, pad_value=1.0), self.dir / rel)
         return rel
+
+    def save_reconstruction(self, key: str, x: Tensor) -> str:
+        """Save a [0, 1] image (3, H, W) on its own as an 8-bit PNG; returns the path relative to the run directory."""
+        rel = f"images/{key}_recon.png"
+        save_image(x, self.dir / rel)
+        return rel
+
+    def write_image_list(self, sources: Sequence[str]) -> None:
+        (self.dir / IMAGE_LIST).write_text("".join(f"{s}\n" for s in sources))
 
     def save_operator(self, key: str, state: Mapping[str, Tensor]) -> str | None:
         """Save the tensors that pin down one sample's operator; each 2-D or (C, H, W) one (a mask, a kernel)

@@ -4,7 +4,8 @@
 
 Rows are concatenated in image order (a key present twice is kept once); runs of different configurations
 (their `config_id`) are refused. Writes OUT/results.jsonl and OUT/summary.json; images and operators stay
-where they are, referenced by path.
+where they are, referenced by path. When the runs scored FID, it is recomputed over the merged set (a shard's
+FID is not a part of the whole's): from the saved reconstructions, with the Inception weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dps_exp.report import fid_from_disk
 from dps_exp.tracking import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
 
 
@@ -24,7 +26,7 @@ def merge(dirs: list[Path], out: Path) -> dict:
             if row["key"] in seen:
                 continue
             seen.add(row["key"])
-            for field in ("image", "operator"):
+            for field in ("image", "reconstruction", "operator"):
                 if row.get(field):
                     row[field] = str((d / row[field]).resolve())
             rows.append(row)
@@ -34,10 +36,12 @@ def merge(dirs: list[Path], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     first = json.loads((dirs[0] / SUMMARY).read_text()) if (dirs[0] / SUMMARY).exists() else {}
+    config = first.get("config") or {}
+    whole_set = {"fid": fid_from_disk(rows, config)} if "fid" in config.get("metrics", {}).get("names", []) else {}
     summary = {
         "status": "merged",
         **counts(rows),
-        "metrics": aggregate(rows),
+        "metrics": aggregate(rows) | whole_set,
         "merged_from": [str(d) for d in dirs],
         "config": first.get("config"),
     }
@@ -51,8 +55,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     summary = merge(args.runs, args.out)
-    print(f"{summary['rows']} rows from {len(args.runs)} runs into {args.out}: " + ", ".join(
-        f"{m} {a['mean']:.4g} ± {a['std']:.2g}" for m, a in summary["metrics"].items()))  # fmt: skip
+    scores = [f"{m} {a['mean']:.4g} ± {a['std']:.2g}" for m, a in summary["metrics"].items() if "mean" in a]
+    if "fid" in summary["metrics"]:
+        fid = summary["metrics"]["fid"]
+        scores.append(
+            f"FID {fid['value']:.4g} over {fid['n']}" if fid["value"] is not None else f"no FID: {fid['reason']}"
+        )
+    print(f"{summary['rows']} rows from {len(args.runs)} runs into {args.out}: " + ", ".join(scores))
 
 
 if __name__ == "__main__":

@@ -39,3 +39,19 @@ def schedule():
 @pytest.fixture
 def tiny(schedule):
     return TinyEps(schedule).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def planted_torch_home(tmp_path_factory):
+    from tests.helpers import plant_backbones
+
+    home = tmp_path_factory.mktemp("torch_home")
+    plant_backbones(home)
+    return home
+
+
+@pytest.fixture
+def backbones(planted_torch_home, monkeypatch):
+    """TORCH_HOME holding random LPIPS (VGG, AlexNet) and FID (Inception) backbones under their real names."""
+    monkeypatch.setenv("TORCH_HOME", str(planted_torch_home))
+    return planted_torch_home / "hub" / "checkpoints"

@@ -32,3 +32,49 @@ def cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> s
         text=True,
         timeout=timeout,
     )
+
+
+def plant_backbones(torch_home: Path) -> Path:
+    """Random metric backbones (LPIPS's VGG16 and AlexNet, FID's Inception) where torchmetrics looks for the
+    real ones, under the exact file names, so LPIPS and FID run offline (their values mean nothing).
+
+    Each weight is a strided view of a few random values (a Hankel matrix over output and input channels,
+    constant over space), so the files are kB yet load strictly into the full networks. Returns the
+    checkpoints folder."""
+    from unittest import mock
+
+    import torch
+    import torchvision
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    from dps_exp.backbones import backbone_path
+
+    def inception():
+        with (
+            mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None),
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None),
+        ):
+            return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+
+    builders = {"vgg": torchvision.models.vgg16, "alex": torchvision.models.alexnet, "inception": inception}
+    gen = torch.Generator().manual_seed(0)
+    hub = torch_home / "hub"
+    with mock.patch.object(torch.hub, "get_dir", lambda: str(hub)):
+        for name, builder in builders.items():
+            with torch.device("meta"):
+                shapes = {k: (v.shape, v.dtype) for k, v in builder().state_dict().items()}
+            state = {}
+            for key, (shape, dtype) in shapes.items():
+                if len(shape) in (2, 4):  # weights: a random Hankel matrix over (out, in), constant over space
+                    space = shape[2:].numel() if len(shape) == 4 else 1
+                    scale = (2 / shape[1]) ** 0.5 / space  # He gain, spatially smooth inputs summed over space
+                    values = torch.randn(shape[0] + shape[1] - 1, generator=gen) * scale
+                    state[key] = values.as_strided(shape, (1, 1, 0, 0)[: len(shape)])
+                else:  # norms are the identity; biases and counters zero
+                    one = key.endswith(("running_var", "weight")) and dtype.is_floating_point
+                    value = torch.ones(1) if one else torch.zeros(1, dtype=dtype)
+                    state[key] = value.reshape([1] * len(shape)).expand(shape)
+            path = backbone_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, path)
+    return hub / "checkpoints"

@@ -48,7 +48,10 @@ def test_misspelt_group_option_lists_the_valid_ones(tmp_path):
         ("physics=inpaint_box physics.margin=-1", "physics.margin=-1 is not allowed: it must satisfy 0 ≤ margin"),
         ("+physics.foo=1", "physics.foo is not a key of physics (RandomInpainting); valid keys: mask, noise"),
         ("data.batch_size=0", "data.batch_size=0 is not allowed: it must satisfy 1 ≤ batch_size"),
-        ("metrics.names=[psnr,fid2]", "metrics.names[1]='fid2' is not allowed: it must be one of psnr, ssim"),
+        (
+            "metrics.names=[psnr,fid2]",
+            "metrics.names[1]='fid2' is not allowed: it must be one of psnr, ssim, lpips, fid",
+        ),
     ],
 )
 def test_validation_messages(override, message):
@@ -58,14 +61,19 @@ def test_validation_messages(override, message):
     assert "\n" not in str(err.value)
 
 
+NEEDS = {  # options with required keys
+    "data=folder": ["data.root=/data"],
+    "data=imagenet_val": ["data.root=/data", "data.file_list=/data/list.txt"],
+}
+
+
 def test_every_option_of_every_group_composes_and_validates():
     from tests.helpers import CONF_DIR
 
     for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "experiment"):
         for option in sorted(group_dir.glob("*.yaml")):
             overrides = [f"{group_dir.name}={option.stem}"]
-            if overrides[0] == "data=folder":
-                overrides.append(f"data.root={CONF_DIR}")
+            overrides += NEEDS.get(overrides[0], [])
             validate(resolve(compose(overrides)))
 
 
@@ -74,4 +82,5 @@ def test_every_experiment_composes_and_validates():
 
     for exp in sorted((CONF_DIR / "experiment").rglob("*.yaml")):
         name = exp.relative_to(CONF_DIR / "experiment").with_suffix("").as_posix()
-        validate(resolve(compose([f"experiment={name}"])))
+        data = NEEDS["data=imagenet_val"] if "imagenet" in name else []
+        validate(resolve(compose([f"experiment={name}", *data])))

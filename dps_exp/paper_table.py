@@ -1,0 +1,291 @@
+"""The paper's tables reproduced from runs on disk: one row per task, ours beside the paper's for each metric.
+
+A run counts for a task of a data set through its recorded config: the operator class (`physics._target_`)
+names the task, the prior's architecture (else the data class) the data set. Rows of every run of a task are
+pooled: per image, several seeds are averaged, or, for best-of-N tasks, the seed with the best `by` metric
+is kept; a cell is then mean ± std over images (n). FID is one number per set: each seed's run summary holds
+it; it is recomputed from disk (reconstruction PNGs and source images) for best-of-N selections and for
+seeds split over several runs (unmerged shards); ± is then the std over seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+VALUES = Path(__file__).with_name("paper_values.yaml")
+DATA_CLASSES = {"FFHQVal": "ffhq", "ImageNetVal": "imagenet"}
+
+FidFn = Callable[[Sequence[Mapping], Mapping], dict]
+"""Recomputes FID over rows (each with `dir`, `reconstruction`, `source`) of runs with the given recorded
+config (its data size, its FID features): {value, n, reason}."""
+
+
+def load_values(path: Path = VALUES) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    paper: float | None = None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+
+@dataclass
+class Row:
+    task: str
+    label: str
+    images: int = 0
+    seeds: int = 0
+    step_sizes: list = field(default_factory=list)
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    dataset: str
+    title: str
+    metrics: dict
+    rows: list[Row]
+    notes: list[str]
+
+
+def class_name(node: Mapping | None) -> str:
+    return str((node or {}).get("_target_", "")).rsplit(".", 1)[-1]
+
+
+def dataset_of(config: Mapping) -> str | None:
+    """`ffhq` or `imagenet`, from the prior's architecture, else from the data class."""
+    arch = (config.get("denoiser") or {}).get("architecture")
+    return arch if arch in ("ffhq", "imagenet") else DATA_CLASSES.get(class_name(config.get("data")))
+
+
+def task_of(config: Mapping, values: Mapping) -> str | None:
+    physics = class_name(config.get("physics"))
+    return next((t for t, spec in values["tasks"].items() if spec["physics"] == physics), None)
+
+
+def spread(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def per_image(rows: Sequence[Mapping], metrics: Sequence[str], best: Mapping | None) -> dict[str, dict]:
+    """{source: {metric: value}}: the mean over seeds, or the metrics of the best seed (`best`: {by, n})."""
+    by_image: dict[str, list[Mapping]] = defaultdict(list)
+    for row in rows:
+        by_image[row["source"]].append(row)
+    out = {}
+    for source, group in by_image.items():
+        if best:
+            sign = 1 if best["better"] == "higher" else -1
+            scored = [r for r in group if r["metrics"].get(best["by"]) is not None]
+            pick = max(scored, key=lambda r: sign * r["metrics"][best["by"]]) if scored else group[0]
+            out[source] = {"row": pick, **{m: pick["metrics"].get(m) for m in metrics}}
+        else:
+            out[source] = {m: spread([v for r in group if (v := r["metrics"].get(m)) is not None])[0] for m in metrics}
+    return out
+
+
+def fid_cell(sets: Mapping[str, tuple[list, Mapping | None]], config: Mapping, fid: FidFn | None, notes: list) -> Cell:
+    """FID of a task from sets of rows, each {name: (rows, recorded FID or None)}: the recorded value, else
+    recomputed from disk by `fid`; mean ± std over the sets (seeds), n the images of one set."""
+    values, n = [], 0
+    for name, (rows, recorded) in sets.items():
+        result = recorded if recorded and recorded.get("value") is not None else None
+        if result is None and fid is not None:
+            result = fid(rows, config)
+        if result is None or result.get("value") is None:
+            notes.append(f"FID of {name}: {(result or {}).get('reason') or 'not recorded, and not recomputed'}")
+            continue
+        values.append(result["value"])
+        n = max(n, result.get("n", len(rows)))
+    mean, std = spread(values)
+    return Cell(mean, std, n)
+
+
+def fid_sets(label: str, runs: Sequence[Mapping], chosen: Sequence[Mapping] | None) -> dict:
+    """The sets FID is taken over: the best-of-N `chosen` rows, or each seed's rows with the FID its run
+    recorded (None when the seed's rows are split over several runs, e.g. unmerged shards)."""
+    if chosen is not None:
+        return {f"{label} (best of seeds)": (list(chosen), None)}
+    sets = {}
+    for seed in sorted({r["seed"] for run in runs for r in run["rows"]}):
+        holders = [run for run in runs if any(r["seed"] == seed for r in run["rows"])]
+        rows = [r for run in holders for r in run["rows"] if r["seed"] == seed and r.get("status") == "ok"]
+        recorded = (holders[0]["summary"].get("metrics") or {}).get("fid") if len(holders) == 1 else None
+        sets[f"{label}, seed {seed}"] = (rows, recorded)
+    return sets
+
+
+def setting(config: Mapping, key: str) -> str:
+    """A dotted key of a recorded config, as text ("None" when absent)."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, Mapping) else None
+    return str(config)
+
+
+def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping) -> list[str]:
+    """Run settings that differ from the protocol the paper's number was measured under."""
+    notes = []
+    for key, want in expected.items():
+        got = sorted({setting(run["summary"]["config"], key) for run in runs})
+        if got != [str(want)]:
+            notes.append(f"{label}: {key} = {', '.join(got)} (paper: {want})")
+    return notes
+
+
+def task_row(task: str, runs: Sequence[Mapping], values: Mapping, paper: Mapping, fid: FidFn | None, notes: list,
+             label: str | None = None) -> Row:  # fmt: skip
+    """One table row: the task's runs (of one step size) pooled, see the module docstring. `label` names the
+    row in the notes (default: the task's)."""
+    metrics = values["metrics"]
+    row = Row(task, values["tasks"][task]["label"], cells={m: Cell(paper=paper.get(m)) for m in metrics})
+    if not runs:
+        return row
+    label = label or row.label
+    runs = [{**run, "rows": [{**r, "dir": run["dir"]} for r in run["rows"]]} for run in runs]
+    ok = [r for run in runs for r in run["rows"] if r.get("status") == "ok"]
+    row.step_sizes = sorted({run["params"].get("sampler.step_size") for run in runs}, key=str)
+    best = values.get("best_of", {}).get(task)
+    if best:
+        best = {**best, "better": metrics[best["by"]]["better"]}
+    images = per_image(ok, [m for m in metrics if m != "fid"], best)
+    row.images, row.seeds = len(images), len({r["seed"] for r in ok})
+    if best:
+        notes.append(f"{label}: per image the best of its samples (one per seed; the paper: best of {best['n']}), "
+                     f"picked by {best['by']}")  # fmt: skip
+    for m in metrics:
+        if m == "fid":
+            chosen = [v["row"] for v in images.values()] if best else None
+            row.cells[m] = fid_cell(fid_sets(label, runs, chosen), runs[0]["summary"]["config"], fid, notes)
+        else:
+            scores = [v[m] for v in images.values() if v.get(m) is not None]
+            row.cells[m] = Cell(*spread(scores), len(scores))
+        row.cells[m].paper = paper.get(m)
+    notes += protocol_notes(label, runs, {**values["protocol"]["common"], **values["protocol"].get(task, {})})
+    return row
+
+
+def build(runs: Sequence[Mapping], dataset: str, values: Mapping, fid: FidFn | None = None) -> Table:
+    """The table of `dataset` from collected runs (`dps_exp.report.collect`): a row for every task the paper
+    reports for it and any other task run on it; a task run with several step sizes (the official code's and
+    the paper's convention) gets a row per step size. `fid` recomputes FID where no run recorded it (None:
+    leave it blank)."""
+    spec = values["datasets"][dataset]
+    by_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if task := task_of(run["summary"].get("config", {}), values):
+            by_task[task][run["params"].get("sampler.step_size")].append(run)
+    notes: list[str] = []
+    rows = []
+    for task in values["tasks"]:
+        paper = spec["values"].get(task) or {}
+        steps = by_task.get(task, {})
+        if task in spec["values"] and not steps:
+            rows.append(task_row(task, [], values, paper, fid, notes))
+        for step in sorted(steps, key=lambda v: (v is None, v or 0)):
+            label = f"{values['tasks'][task]['label']} (step size {step:g})" if len(steps) > 1 else None
+            rows.append(task_row(task, steps[step], values, paper, fid, notes, label))
+    names = {
+        **{m: v["label"] for m, v in values["metrics"].items()},
+        **{t: v["label"] for t, v in values["tasks"].items()},
+    }
+    sources = "; ".join(f"{names[k]}: {v}" for k, v in spec["source"].items())
+    notes.append(f"Paper values ({values['paper']}): {sources}.")
+    return Table(dataset, spec["label"], values["metrics"], rows, notes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Formats: Markdown and LaTeX print `mean ± std (n)` | paper | Δ = ours − paper per metric; CSV the raw numbers.
+
+
+def _num(value: float | None, decimals: int, signed: bool = False) -> str:
+    return "–" if value is None else f"{value:{'+' if signed else ''}.{decimals}f}"
+
+
+def _ours(cell: Cell, decimals: int, pm: str = " ± ") -> str:
+    if cell.mean is None:
+        return "–"
+    spread_text = "" if cell.std is None else f"{pm}{cell.std:.{decimals}f}"
+    return f"{cell.mean:.{decimals}f}{spread_text} ({cell.n})"
+
+
+def _steps(row: Row) -> str:
+    return ", ".join(f"{v:g}" for v in row.step_sizes if v is not None) or "–"
+
+
+def to_markdown(table: Table) -> str:
+    arrows = {"lower": "↓", "higher": "↑"}
+    head = ["Task", "Images", "Seeds", "Step size"]
+    for spec in table.metrics.values():
+        head += [f"{spec['label']} {arrows[spec['better']]}", "paper", "Δ"]
+    lines = [f"### DPS on {table.title}: reproduced vs. paper", "", "| " + " | ".join(head) + " |"]
+    lines.append("|---|" + "---:|" * (len(head) - 1))
+    for row in table.rows:
+        cells = [row.label, str(row.images), str(row.seeds), _steps(row)]
+        for m, spec in table.metrics.items():
+            c, d = row.cells[m], spec["decimals"]
+            cells += [_ours(c, d), _num(c.paper, d), _num(c.diff, d, signed=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Ours: mean ± std over images (number of images); FID: one value per seed, ± over seeds.", ""]
+    return "\n".join(lines + [f"- {note}" for note in table.notes]) + "\n"
+
+
+def _tex(text: str) -> str:
+    for plain, tex in (("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("×", r"$\times$"), ("–", "--")):
+        text = text.replace(plain, tex)
+    return text
+
+
+def to_latex(table: Table) -> str:
+    arrows = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
+    k = len(table.metrics)
+    lines = [f"% DPS on {_tex(table.title)}: reproduced vs. paper. Ours: mean $\\pm$ std over images (n).",
+             r"\begin{tabular}{lrrr" + "rrr" * k + "}", r"\toprule"]  # fmt: skip
+    groups = [rf"\multicolumn{{3}}{{c}}{{{s['label']} {arrows[s['better']]}}}" for s in table.metrics.values()]
+    lines.append(" & & & & " + " & ".join(groups) + r" \\")
+    lines.append(" ".join(rf"\cmidrule(lr){{{5 + 3 * i}-{7 + 3 * i}}}" for i in range(k)))
+    lines.append("Task & Images & Seeds & Step size & " + " & ".join(["ours & paper & $\\Delta$"] * k) + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        cells = [_tex(row.label), str(row.images), str(row.seeds), _tex(_steps(row))]
+        for m, spec in table.metrics.items():
+            c, d = row.cells[m], spec["decimals"]
+            diff = _num(c.diff, d, signed=True)
+            cells += [
+                _tex(_ours(c, d, r" $\pm$ ")),
+                _tex(_num(c.paper, d)),
+                f"${diff}$" if c.diff is not None else "--",
+            ]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {_tex(note)}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    def raw(v):
+        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    head = ["dataset", "task", "images", "seeds", "step_size"]
+    head += [f"{m}{suffix}" for m in table.metrics for suffix in ("", "_std", "_n", "_paper", "_diff")]
+    lines = [",".join(head)]
+    for row in table.rows:
+        cells = [table.dataset, row.task, str(row.images), str(row.seeds), " ".join(raw(v) for v in row.step_sizes)]
+        for m in table.metrics:
+            c = row.cells[m]
+            cells += [raw(c.mean), raw(c.std), str(c.n), raw(c.paper), raw(c.diff)]
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"

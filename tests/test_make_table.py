@@ -1,0 +1,159 @@
+"""scripts/make_table.py on synthetic results with known metrics: the table, cell for cell, in all three formats.
+
+The expected tables below are computed by hand from the rows written here and the paper's values
+(dps_exp/paper_values.yaml): SR x4 has one seed (PSNR 24, 26 -> 25.00 ± 1.41), random inpainting two seeds
+averaged per image (25 and 28 -> 26.50 ± 2.12; FID 20 and 22 over seeds -> 21.00 ± 1.41), phase retrieval the
+best of 4 seeds by PSNR (seed 1: PSNR 14, LPIPS 0.4).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from dps_exp.paper_table import build, load_values
+from dps_exp.report import collect
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_table  # noqa: E402
+
+PHYSICS = {
+    "sr4": {"_target_": "dps_exp.physics.super_resolution.SuperResolution", "factor": 4},
+    "inpaint_random": {"_target_": "dps_exp.physics.inpaint.RandomInpainting", "mask": 0.1},  # not the paper's
+    "phase_retrieval": {"_target_": "dps_exp.physics.phase.PhaseRetrieval", "oversample": 2.0},
+}
+
+
+def write_run(path, task, seed, step_size, images, fid=None):
+    """A run directory as the Run writes it: results.jsonl rows and summary.json with the recorded config."""
+    path.mkdir(parents=True)
+    rows = []
+    for index, metrics in enumerate(images):
+        row = {"key": f"{index:05d}-{seed}", "index": index, "source": f"/data/{index:05d}.png", "seed": seed,
+               "params": {"sampler.step_size": step_size}, "status": "ok" if metrics else "diverged",
+               "metrics": metrics or {"psnr": None}}  # fmt: skip
+        rows.append(row)
+    (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = {
+        "physics": {**PHYSICS[task], "noise": {"kind": "gaussian", "sigma": 0.05}},
+        "denoiser": {"_target_": "dps_exp.denoisers.pretrained.PretrainedADM", "architecture": "ffhq"},
+        "sampler": {"steps": 1000, "variance": "learned", "step_size": step_size},
+        "data": {"_target_": "dps_exp.datasets.FFHQVal", "size": 256},
+        "metrics": {"names": ["psnr", "ssim", "lpips", "fid"]},
+    }
+    summary = {"status": "complete", "config": config, "metrics": {"fid": fid} if fid else {}}
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+def synthetic_runs(root):
+    write_run(root / "sr4", "sr4", 0, 0.3,
+              [{"psnr": 24.0, "ssim": 0.80, "lpips": 0.20}, {"psnr": 26.0, "ssim": 0.90, "lpips": 0.30}],
+              fid={"value": 40.0, "n": 2})  # fmt: skip
+    write_run(
+        root / "random" / "0", "inpaint_random", 0, 0.5, [{"psnr": 24.0}, {"psnr": 28.0}], {"value": 20.0, "n": 2}
+    )
+    write_run(root / "random" / "1", "inpaint_random", 1, 0.5, [{"psnr": 26.0}, None], {"value": 22.0, "n": 2})
+    for seed, (psnr, lpips) in enumerate([(10.0, 0.5), (14.0, 0.4), (12.0, 0.3), (11.0, 0.6)]):
+        write_run(root / "phase" / f"point-{seed}", "phase_retrieval", seed, 1.0, [{"psnr": psnr, "lpips": lpips}])
+
+
+MARKDOWN = """\
+### DPS on FFHQ 256×256 (1k validation images): reproduced vs. paper
+
+| Task | Images | Seeds | Step size | FID ↓ | paper | Δ | LPIPS ↓ | paper | Δ | PSNR ↑ | paper | Δ | SSIM ↑ | paper | Δ |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| SR ×4 | 2 | 1 | 0.3 | 40.00 (2) | 39.35 | +0.65 | 0.250 ± 0.071 (2) | 0.214 | +0.036 | 25.00 ± 1.41 (2) | 25.67 | -0.67 | 0.850 ± 0.071 (2) | 0.852 | -0.002 |
+| Inpainting (box) | 0 | 0 | – | – | 33.12 | – | – | 0.168 | – | – | 22.47 | – | – | 0.873 | – |
+| Inpainting (random) | 2 | 2 | 0.5 | 21.00 ± 1.41 (2) | 21.19 | -0.19 | – | 0.212 | – | 26.50 ± 2.12 (2) | 25.23 | +1.27 | – | 0.851 | – |
+| Gaussian deblur | 0 | 0 | – | – | 44.05 | – | – | 0.257 | – | – | 24.25 | – | – | 0.811 | – |
+| Motion deblur | 0 | 0 | – | – | 39.92 | – | – | 0.242 | – | – | 24.92 | – | – | 0.859 | – |
+| Phase retrieval | 1 | 4 | 1 | – | 55.61 | – | 0.400 (1) | 0.399 | +0.001 | 14.00 (1) | – | – | – | – | – |
+
+Ours: mean ± std over images (number of images); FID: one value per seed, ± over seeds.
+
+- Inpainting (random): physics.mask = 0.1 (paper: 0.08)
+- Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
+- FID of Phase retrieval (best of seeds): the results record no reconstruction images
+- Paper values (Chung et al., ICLR 2023 (arXiv 2209.14687)): FID: Table 1; LPIPS: Table 1; PSNR: Table 6; \
+SSIM: Table 6; Phase retrieval: the phase-retrieval table (FID, LPIPS; best of 4).
+"""
+
+LATEX = r"""% DPS on FFHQ 256$\times$256 (1k validation images): reproduced vs. paper. Ours: mean $\pm$ std over images (n).
+\begin{tabular}{lrrrrrrrrrrrrrrr}
+\toprule
+ & & & & \multicolumn{3}{c}{FID $\downarrow$} & \multicolumn{3}{c}{LPIPS $\downarrow$} & \multicolumn{3}{c}{PSNR $\uparrow$} & \multicolumn{3}{c}{SSIM $\uparrow$} \\
+\cmidrule(lr){5-7} \cmidrule(lr){8-10} \cmidrule(lr){11-13} \cmidrule(lr){14-16}
+Task & Images & Seeds & Step size & ours & paper & $\Delta$ & ours & paper & $\Delta$ & ours & paper & $\Delta$ & ours & paper & $\Delta$ \\
+\midrule
+SR $\times$4 & 2 & 1 & 0.3 & 40.00 (2) & 39.35 & $+0.65$ & 0.250 $\pm$ 0.071 (2) & 0.214 & $+0.036$ & 25.00 $\pm$ 1.41 (2) & 25.67 & $-0.67$ & 0.850 $\pm$ 0.071 (2) & 0.852 & $-0.002$ \\
+Inpainting (box) & 0 & 0 & -- & -- & 33.12 & -- & -- & 0.168 & -- & -- & 22.47 & -- & -- & 0.873 & -- \\
+Inpainting (random) & 2 & 2 & 0.5 & 21.00 $\pm$ 1.41 (2) & 21.19 & $-0.19$ & -- & 0.212 & -- & 26.50 $\pm$ 2.12 (2) & 25.23 & $+1.27$ & -- & 0.851 & -- \\
+Gaussian deblur & 0 & 0 & -- & -- & 44.05 & -- & -- & 0.257 & -- & -- & 24.25 & -- & -- & 0.811 & -- \\
+Motion deblur & 0 & 0 & -- & -- & 39.92 & -- & -- & 0.242 & -- & -- & 24.92 & -- & -- & 0.859 & -- \\
+Phase retrieval & 1 & 4 & 1 & -- & 55.61 & -- & 0.400 (1) & 0.399 & $+0.001$ & 14.00 (1) & -- & -- & -- & -- & -- \\
+\bottomrule
+\end{tabular}
+% Inpainting (random): physics.mask = 0.1 (paper: 0.08)
+% Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
+% FID of Phase retrieval (best of seeds): the results record no reconstruction images
+% Paper values (Chung et al., ICLR 2023 (arXiv 2209.14687)): FID: Table 1; LPIPS: Table 1; PSNR: Table 6; SSIM: Table 6; Phase retrieval: the phase-retrieval table (FID, LPIPS; best of 4).
+"""
+
+CSV = """\
+dataset,task,images,seeds,step_size,fid,fid_std,fid_n,fid_paper,fid_diff,lpips,lpips_std,lpips_n,lpips_paper,lpips_diff,psnr,psnr_std,psnr_n,psnr_paper,psnr_diff,ssim,ssim_std,ssim_n,ssim_paper,ssim_diff
+ffhq,sr4,2,1,0.3,40,,2,39.35,0.65,0.25,0.0707107,2,0.214,0.036,25,1.41421,2,25.67,-0.67,0.85,0.0707107,2,0.852,-0.002
+ffhq,inpaint_box,0,0,,,,0,33.12,,,,0,0.168,,,,0,22.47,,,,0,0.873,
+ffhq,inpaint_random,2,2,0.5,21,1.41421,2,21.19,-0.19,,,0,0.212,,26.5,2.12132,2,25.23,1.27,,,0,0.851,
+ffhq,deblur_gauss,0,0,,,,0,44.05,,,,0,0.257,,,,0,24.25,,,,0,0.811,
+ffhq,deblur_motion,0,0,,,,0,39.92,,,,0,0.242,,,,0,24.92,,,,0,0.859,
+ffhq,phase_retrieval,1,4,1,,,0,55.61,,0.4,,1,0.399,0.001,14,,1,,,,,0,,
+"""
+
+
+def test_make_table_reproduces_a_hand_computed_table_in_three_formats(tmp_path, capsys):
+    synthetic_runs(tmp_path / "runs")
+    out = tmp_path / "tables"
+    assert make_table.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert (out / "ffhq.md").read_text() == MARKDOWN
+    assert (out / "ffhq.tex").read_text() == LATEX
+    assert (out / "ffhq.csv").read_text() == CSV
+    assert MARKDOWN in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["ffhq.csv", "ffhq.md", "ffhq.tex"]
+
+
+def test_fid_is_recomputed_where_no_run_recorded_it(tmp_path):
+    """Two shards of one seed: neither summary's FID is the set's, so the table asks for it over the union."""
+    write_run(tmp_path / "a", "sr4", 0, 0.3, [{"psnr": 24.0}], fid={"value": 1.0, "n": 1})
+    write_run(tmp_path / "b", "sr4", 0, 0.3, [{"psnr": 26.0}], fid={"value": 2.0, "n": 1})
+    asked = []
+
+    def fid(rows, config):
+        asked.append(sorted(r["dir"].rsplit("/", 1)[1] for r in rows))
+        return {"value": 7.0, "n": len(rows)}
+
+    table = build(collect([tmp_path / "a", tmp_path / "b"]), "ffhq", load_values(), fid)
+    sr4 = next(row for row in table.rows if row.task == "sr4")
+    assert asked == [["a", "b"]] and (sr4.cells["fid"].mean, sr4.cells["fid"].n) == (7.0, 2)
+
+
+def test_each_step_size_convention_gets_its_own_row(tmp_path):
+    write_run(tmp_path / "scale", "sr4", 0, 0.3, [{"psnr": 24.0}])
+    write_run(tmp_path / "zeta", "sr4", 0, 2.0, [{"psnr": 26.0}, {"psnr": 28.0}])
+    table = build(collect([tmp_path / "zeta", tmp_path / "scale"]), "ffhq", load_values())
+    sr4 = [(row.step_sizes, row.images, row.cells["psnr"].mean) for row in table.rows if row.task == "sr4"]
+    assert sr4 == [([0.3], 1, 24.0), ([2.0], 2, 27.0)]
+    assert "FID of SR ×4 (step size 2), seed 0: not recorded, and not recomputed" in table.notes
+
+
+def test_runs_of_an_unknown_data_set_are_left_out_unless_named(tmp_path, capsys):
+    write_run(tmp_path / "run", "sr4", 0, 0.3, [{"psnr": 24.0}])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary["config"]["denoiser"] = {"_target_": "dps_exp.denoisers.gaussian.StationaryGaussian"}
+    summary["config"]["data"]["_target_"] = "dps_exp.data.ImageFolder"
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t")]) == 0
+    assert "is left out" in capsys.readouterr().err and not (tmp_path / "t" / "ffhq.md").exists()
+    assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t"), "--paper", "imagenet"]) == 0
+    assert "| SR ×4 | 1 | 1 | 0.3 |" in (tmp_path / "t" / "imagenet.md").read_text()
+    assert make_table.main([str(tmp_path / "nowhere")]) == 2
