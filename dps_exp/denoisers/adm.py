@@ -149,7 +149,7 @@ class ADMUNet(nn.Module):
     """ε-prediction UNet: (B, in, H, W) on the [-1, 1] scale and (B,) timesteps → (B, out, H, W).
 
     H and W must be divisible by 2^(levels−1). `checkpointing` recomputes each block's activations in the
-    backward pass instead of storing them (less memory at large batch, ~30% more time).
+    backward pass instead of storing them (less memory at large batch, one more forward pass of time).
     """
 
     def __init__(self, cfg: ADMConfig = ADMConfig(), checkpointing: bool = False):
