@@ -110,12 +110,18 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Checkp
 
 
 def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -> None:
-    """torch.load(weights_only=True) and load_state_dict(strict=True), with errors that name the file.
+    """torch.load(weights_only=True) (or, for a `.safetensors` file, safetensors' loader) and
+    load_state_dict(strict=True), with errors that name the file.
 
     `assign=True` takes the loaded tensors as the parameters (for modules built on the meta device).
     """
     try:
-        state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
+        if ckpt.path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(ckpt.path)
+        else:
+            state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(
             f"cannot read the checkpoint {ckpt.path}: {type(err).__name__}: {str(err).splitlines()[0]}. "

@@ -64,17 +64,27 @@ def test_validation_messages(override, message):
 NEEDS = {  # options with required keys
     "data=folder": ["data.root=/data"],
     "data=imagenet_val": ["data.root=/data", "data.file_list=/data/list.txt"],
+    "data=prior_samples": ["denoiser=gmm"],  # draws ground truth from the prior: only exact priors can
 }
 
 
 def test_every_option_of_every_group_composes_and_validates():
     from tests.helpers import CONF_DIR
 
-    for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "experiment"):
+    # train/ configures scripts/train_prior.py (conf/train_prior.yaml), not a run
+    for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "train")):
         for option in sorted(group_dir.glob("*.yaml")):
             overrides = [f"{group_dir.name}={option.stem}"]
             overrides += NEEDS.get(overrides[0], [])
             validate(resolve(compose(overrides)))
+
+
+def test_every_training_option_composes_and_validates():
+    from dps_exp.config import check_node
+    from tests.helpers import CONF_DIR
+
+    for option in sorted((CONF_DIR / "train").glob("*.yaml")):
+        check_node(resolve(compose([f"train={option.stem}"], "train_prior"))["train"], "train")
 
 
 def test_every_experiment_composes_and_validates():

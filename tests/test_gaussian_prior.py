@@ -9,13 +9,8 @@ from dps_exp.denoisers import StationaryGaussian
 
 
 def dense_covariance(prior: StationaryGaussian, h: int, w: int) -> torch.Tensor:
-    """Σ = Σ_c ⊗ K built entry by entry: K[p, q] = k((p − q) mod grid), k = F⁻¹P (the circulant's row)."""
-    P = prior.spectrum(h, w)
-    full = torch.fft.irfft2(P, s=(h, w))  # the first row of K, real because P is symmetric
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    ys, xs = ys.flatten(), xs.flatten()
-    K = full[(ys[:, None] - ys[None, :]) % h, (xs[:, None] - xs[None, :]) % w]
-    return torch.kron(prior.color_cov.double(), K)
+    """Σ = Σ_c ⊗ K, the dense covariance the exact-posterior code uses."""
+    return prior.mixture((3, h, w))[2][0]
 
 
 @pytest.mark.parametrize("t", [0, 100, 500, 999])

@@ -8,7 +8,7 @@ Our own implementation; its module tree mirrors guided-diffusion's so that the p
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -36,6 +36,13 @@ class ADMConfig:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, fields: Mapping) -> ADMConfig:
+        """The inverse of `to_dict` (lists, from JSON or YAML, become tuples); an ADMConfig passes through."""
+        if isinstance(fields, cls):
+            return fields
+        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in dict(fields).items()})
 
 
 ARCHITECTURES = {

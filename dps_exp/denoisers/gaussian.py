@@ -11,7 +11,8 @@ from torch import Tensor
 
 from dps_exp.config import Range
 from dps_exp.denoisers.base import Denoiser, Prediction
-from dps_exp.schedule import Schedule
+from dps_exp.errors import ConfigError
+from dps_exp.schedule import LinearSchedule, Schedule
 
 
 class StationaryGaussian(Denoiser):
@@ -31,14 +32,14 @@ class StationaryGaussian(Denoiser):
 
     def __init__(
         self,
-        schedule: Schedule,
+        schedule: Schedule | None = None,
         alpha: Annotated[float, Range(0, 6)] = 3.0,
         std: Annotated[float, Range(0, None, lo_open=True)] = 0.5,
         color_correlation: Annotated[float, Range(-0.5, 1, lo_open=True, hi_open=True)] = 0.8,
         mean: Sequence[float] = (0.0, -0.15, -0.25),
         cutoff: Annotated[float, Range(0, None, lo_open=True)] = 1.0,
     ):
-        super().__init__(schedule)
+        super().__init__(schedule or LinearSchedule())  # a run supplies its own; the default serves data=prior_samples
         self.alpha, self.cutoff = alpha, cutoff
         channels = len(mean)
         rho = color_correlation
@@ -60,6 +61,23 @@ class StationaryGaussian(Denoiser):
         full = (ky**2 + kx**2 + self.cutoff**2) ** (-self.alpha / 2)
         full = full * (height * width / full.sum())
         return full[:, : width // 2 + 1]
+
+    def mixture(self, shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """The prior as a one-component mixture (weights (1,), means (1, d), covariances (1, d, d)), float64,
+        for images of `shape` (C, H, W), d = C·H·W; for the exact posterior (dps_exp.posterior).
+
+        Σ = Σ_c ⊗ K with K[p, q] = k((p − q) mod grid), k = F⁻¹P the circulant's first row.
+        """
+        c, h, w = shape
+        if c != self.mean.shape[1]:
+            raise ConfigError(f"the Gaussian prior has {self.mean.shape[1]} channels, not {c}")
+        row = torch.fft.irfft2(self.spectrum(h, w), s=(h, w))  # real: P is symmetric
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        ys, xs = ys.flatten(), xs.flatten()
+        K = row[(ys[:, None] - ys[None, :]) % h, (xs[:, None] - xs[None, :]) % w]
+        cov = torch.kron(self.color_cov.double().cpu(), K)
+        mean = self.mean.double().cpu().expand(1, c, h, w).reshape(1, -1)
+        return torch.ones(1, dtype=torch.float64), mean, cov[None]
 
     def rotate(self, x: Tensor, inverse: bool = False) -> Tensor:
         """Colours into (Uᵀ x) or, inverse, out of (U z) the eigenbasis of Σ_c."""

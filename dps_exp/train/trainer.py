@@ -1,0 +1,250 @@
+"""Train an ADM UNet as an ε-prediction DDPM prior on the linear schedule: resumable, seeded, logged.
+
+The whole state that decides the next step (network, EMA, optimizer, step, the one random generator that
+draws crops, timesteps and noise) is checkpointed, so an interrupted run resumed from its last checkpoint
+continues the loss curve of an uninterrupted one exactly (on the same machine and thread count).
+
+Outputs in the run directory: `checkpoint.pt` (every `checkpoint_every` steps), `loss.csv`, and at the end
+`NAME.safetensors` (the EMA weights) with its card `NAME.json` (architecture, data, steps, loss, sha256).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from dps_exp.config import Range
+from dps_exp.denoisers.adm import ADMConfig, ADMUNet, count_parameters
+from dps_exp.errors import UserError
+from dps_exp.schedule import LinearSchedule
+from dps_exp.train.crops import PhotoCrops
+from dps_exp.weights import file_sha256
+
+log = logging.getLogger(__name__)
+CHECKPOINT, LOSSES = "checkpoint.pt", "loss.csv"
+CARD_FORMAT = "dps-exp prior card 1"
+
+
+def machine() -> str:
+    """The CPU model and core count, for cards and docs (timings are only comparable on the same machine)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} CPUs visible, {platform.system()}"
+
+
+class Trainer:
+    """ε-prediction DDPM training: t ~ U{0..T−1}, x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε, loss ‖ε̂(x_t, t) − ε‖² (mean).
+
+    AdamW with a linear warm-up to `lr`, gradient-norm clipping, and an EMA of the weights (the EMA is what
+    ships). `steps` bounds the step count and `max_minutes` the wall time (summed over resumes), whichever
+    comes first. `precision=bf16` runs the network under CPU/GPU bf16 autocast (the loss is fp32).
+    """
+
+    def __init__(
+        self,
+        data: PhotoCrops,
+        architecture: ADMConfig,
+        name: str = "prior",
+        steps: Annotated[int, Range(1, None)] = 10000,
+        max_minutes: Annotated[float, Range(0, None, lo_open=True)] | None = None,
+        batch_size: Annotated[int, Range(1, None)] = 64,
+        lr: Annotated[float, Range(0, None, lo_open=True)] = 5e-4,
+        warmup: Annotated[int, Range(0, None)] = 500,
+        weight_decay: Annotated[float, Range(0, None)] = 0.0,
+        grad_clip: Annotated[float, Range(0, None, lo_open=True)] = 1.0,
+        ema: Annotated[float, Range(0, 1, hi_open=True)] = 0.999,
+        precision: Literal["fp32", "bf16"] = "bf16",
+        threads: Annotated[int, Range(1, None)] | None = 2,
+        seed: Annotated[int, Range(0, None)] = 0,
+        checkpoint_every: Annotated[int, Range(1, None)] = 500,
+        log_every: Annotated[int, Range(1, None)] = 10,
+        resume: str | None = None,
+        progress: bool = True,
+    ):
+        self.data, self.cfg, self.name = data, ADMConfig.from_dict(architecture), name
+        self.steps, self.max_minutes, self.batch_size = steps, max_minutes, batch_size
+        self.lr, self.warmup, self.weight_decay, self.grad_clip = lr, warmup, weight_decay, grad_clip
+        self.ema_decay, self.precision, self.threads, self.seed = ema, precision, threads, seed
+        self.checkpoint_every, self.log_every, self.resume, self.progress = (
+            checkpoint_every,
+            log_every,
+            resume,
+            progress,
+        )
+        self.schedule = LinearSchedule()
+        ab = self.schedule.alphas_cumprod.float()
+        self.sqrt_ab, self.sqrt_1m_ab = ab.sqrt(), (1 - ab).sqrt()
+
+    # -----------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Fresh state: network (seeded init), EMA copy, optimizer, the generator, step 0."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)  # the initial weights; everything after draws from self.gen
+        self.net = ADMUNet(self.cfg)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.step, self.elapsed, self.loss_ema = 0, 0.0, None
+        self.window: list[float] = []  # losses since the last log row
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "loss_ema": self.loss_ema,
+            "window": self.window,
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "architecture": self.cfg.to_dict(),
+        }
+
+    def load(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt["architecture"] != self.cfg.to_dict():
+            raise UserError(f"{path} was trained with another train.architecture; resume it with the same one")
+        self.net.load_state_dict(ckpt["net"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.gen.set_state(ckpt["gen"])
+        self.step, self.elapsed, self.loss_ema = ckpt["step"], ckpt["elapsed"], ckpt["loss_ema"]
+        self.window = list(ckpt["window"])
+
+    def save(self, out: Path) -> None:
+        tmp = out / (CHECKPOINT + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, out / CHECKPOINT)  # atomic: a kill mid-save leaves the previous checkpoint
+
+    def learning_rate(self, step: int) -> float:
+        return self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup else self.lr
+
+    def train_step(self) -> float:
+        """One optimizer step on a fresh batch; returns the batch loss."""
+        x0 = self.data.sample(self.batch_size, self.gen)
+        t = torch.randint(0, self.schedule.num_train_steps, (self.batch_size,), generator=self.gen)
+        eps = torch.randn(x0.shape, generator=self.gen)
+        x_t = self.sqrt_ab[t].view(-1, 1, 1, 1) * x0 + self.sqrt_1m_ab[t].view(-1, 1, 1, 1) * eps
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.net(x_t, t)
+        loss = F.mse_loss(out.float(), eps)
+        for group in self.opt.param_groups:
+            group["lr"] = self.learning_rate(self.step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.opt.step()
+        # EMA with a warm-up (decay (1+n)/(10+n) early on), so short runs do not ship the random init
+        decay = min(self.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - decay)
+        self.step += 1
+        value = loss.item()
+        self.loss_ema = value if self.loss_ema is None else 0.99 * self.loss_ema + 0.01 * value
+        return value
+
+    # -----------------------------------------------------------------------------------------------------
+
+    def fit(self, out_dir: Path) -> dict:
+        """Train into `out_dir` (continuing its checkpoint, or `resume`'s, when there is one); returns the card."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.setup()
+        source = self.resume_source(out)
+        if source is not None:
+            self.load(source)
+            log.info("resuming from %s at step %d", source, self.step)
+        self.trim_log(out, source)
+        budget = self.max_minutes * 60 if self.max_minutes else float("inf")
+        tic = time.perf_counter() - self.elapsed
+        self.net.train()
+        with (
+            tqdm(total=self.steps, initial=self.step, desc="train", disable=not self.progress) as bar,
+            (out / LOSSES).open("a", newline="") as f,
+        ):
+            writer = csv.writer(f)
+            if f.tell() == 0:
+                writer.writerow(["step", "loss", "loss_ema", "lr", "elapsed_s"])
+            while self.step < self.steps and self.elapsed < budget:
+                self.window.append(self.train_step())
+                self.elapsed = time.perf_counter() - tic
+                if self.step % self.log_every == 0 or self.step == self.steps:
+                    lr = self.learning_rate(self.step - 1)
+                    writer.writerow([self.step, sum(self.window) / len(self.window), self.loss_ema, lr, self.elapsed])
+                    f.flush()
+                    self.window.clear()
+                    bar.set_postfix(loss=f"{self.loss_ema:.4f}")
+                if self.step % self.checkpoint_every == 0:
+                    self.save(out)
+                bar.update(1)
+        self.save(out)
+        return self.export(out)
+
+    def resume_source(self, out: Path) -> Path | None:
+        if self.resume:
+            path = Path(self.resume).expanduser()
+            path = path / CHECKPOINT if path.is_dir() else path
+            if not path.is_file():
+                raise UserError(f"train.resume={self.resume!r}: no checkpoint there")
+            return path
+        return out / CHECKPOINT if (out / CHECKPOINT).is_file() else None
+
+    def trim_log(self, out: Path, source: Path | None) -> None:
+        """The loss log up to the checkpoint's step: rows logged after it are recomputed, never doubled."""
+        old = (source.parent if source else out) / LOSSES
+        rows = list(csv.reader(old.open())) if old.is_file() else []
+        keep = [r for r in rows[1:] if source is not None and int(r[0]) <= self.step]
+        with (out / LOSSES).open("w", newline="") as f:
+            csv.writer(f).writerows(([rows[0]] if keep else []) + keep)
+
+    def export(self, out: Path) -> dict:
+        """Write the EMA weights as safetensors and the card beside them; returns the card."""
+        weights = out / f"{self.name}.safetensors"
+        save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(weights))
+        card = {
+            "format": CARD_FORMAT,
+            "name": self.name,
+            "network": "dps_exp.denoisers.adm.ADMUNet",
+            "parameterisation": "epsilon (fixed variance: sample with sampler.variance=eta)",
+            "schedule": {"kind": "linear", "beta_start": 1e-4, "beta_end": 2e-2, "num_train_steps": 1000},
+            "architecture": self.cfg.to_dict(),
+            "parameters": count_parameters(self.ema),
+            "data": self.data.describe(),
+            "training": {
+                "steps": self.step,
+                "batch_size": self.batch_size,
+                "lr": self.lr,
+                "warmup": self.warmup,
+                "weight_decay": self.weight_decay,
+                "grad_clip": self.grad_clip,
+                "ema": self.ema_decay,
+                "precision": self.precision,
+                "threads": self.threads,
+                "seed": self.seed,
+            },
+            "loss": {"ema_0.99": self.loss_ema},
+            "wall_time_s": round(self.elapsed, 1),
+            "machine": machine(),
+            "torch": torch.__version__,
+            "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": file_sha256(weights)},
+        }
+        (out / f"{self.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+        return card
