@@ -48,4 +48,4 @@ def test_it_needs_its_own_schedule_and_fixed_variance():
     with pytest.raises(ConfigError, match="schedule"):
         TrainedADM(LinearSchedule(beta_end=0.03))
     with pytest.raises(ConfigError, match="sampler.variance=learned needs a prior with learned variance"):
-        validate(resolve(compose(["denoiser=natural32", "+sampler.variance=learned"])))
+        validate(resolve(compose(["denoiser=natural32", "sampler.variance=learned"])))

@@ -97,7 +97,7 @@ def test_prior_samples_are_stable_per_index_and_run_through_the_run(tmp_path):
     assert [it.index for it in many.items()] == [0, 1, 2, 3, 4]
     assert torch.equal(few.load(few.items()[1]), many.load(many.items()[1]))
     assert few.load(few.items()[0]).shape == (1, 8, 8)
-    summary = Run(spec("data.count=3", "metrics.names=[psnr]"), tmp_path).execute()
+    (summary,) = Run(spec("data.count=3", "metrics.names=[psnr]"), tmp_path).execute()
     assert summary["ok"] == 3 and summary["metrics"]["psnr"]["mean"] > 10
 
 
