@@ -25,11 +25,15 @@ def stream_seed(seed: int, index: int, stream: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def generators(seeds: Sequence[int], indices: Sequence[int], stream: str, device: torch.device | str = "cpu"):
-    """One torch.Generator per sample for `stream`, seeded from (run seed, image index, stream)."""
+def generators(
+    seeds: Sequence[int], indices: Sequence[int], stream: str | Sequence[str], device: torch.device | str = "cpu"
+) -> list[torch.Generator]:
+    """One torch.Generator per sample, seeded from (run seed, image index, stream); `stream` may differ per
+    sample (several posterior draws of one image)."""
+    streams = [stream] * len(seeds) if isinstance(stream, str) else list(stream)
     return [
-        torch.Generator(device=device).manual_seed(stream_seed(s, i, stream))
-        for s, i in zip(seeds, indices, strict=True)
+        torch.Generator(device=device).manual_seed(stream_seed(s, i, name))
+        for s, i, name in zip(seeds, indices, streams, strict=True)
     ]
 
 

@@ -24,6 +24,7 @@ from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys
 from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.devices import resolve_device
+from dps_exp.draws import Draw, Unit, exact_posteriors, sampler_stream, set_scores
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
 from dps_exp.points import Point, dirname, expand, flatten, get_dotted, overrides_for, point_dirs, point_id, with_values
@@ -121,6 +122,8 @@ class Run:
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
         self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides), group)
+        self.samples: int = spec["sampler"].get("samples", 1)
+        self.pending: dict[str, Unit] = {}
 
     @classmethod
     def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
@@ -169,7 +172,14 @@ class Run:
     def execute(self) -> list[dict]:
         """Run every (image, point) pair not yet recorded; write each point's summary; return the summaries."""
         start = time.perf_counter()
-        jobs = [(it, p) for it in self.data.items() for p in self.points if self.row_key(it, p) not in p.done]
+        draws = range(self.samples)
+        jobs = [
+            (it, p, s)
+            for it in self.data.items()
+            for p in self.points
+            if self.row_key(it, p) not in p.done
+            for s in draws
+        ]
         for point in self.points:
             point.logger.start(self.spec, point.recorder.dir, point.name)
             point.recorder.write_image_list([item.source for item in self.data.items()])
@@ -195,36 +205,39 @@ class Run:
                 self._gpu_claim.close()
         return summaries
 
-    def load(self, chunk: Sequence[tuple[Item, Point]]) -> tuple[list, Tensor | None]:
-        """Load the chunk's images; unreadable ones are recorded by name and left out."""
+    def load(self, chunk: Sequence[tuple[Item, Point, int]]) -> tuple[list, Tensor | None]:
+        """Load the chunk's images; unreadable ones are recorded by name (once, not per draw) and left out."""
         kept, images, cache = [], [], {}
-        for item, point in chunk:
+        for item, point, draw in chunk:
             try:
                 if item.index not in cache:
                     cache[item.index] = self.data.load(item)
             except DataError as err:
-                log.error("%s", err)
-                point.recorder.append(self.base_row(item, point) | {"status": "unreadable", "error": str(err)})
+                if draw == 0:
+                    log.error("%s", err)
+                    point.recorder.append(self.base_row(item, point) | {"status": "unreadable", "error": str(err)})
                 continue
-            kept.append((item, point))
+            kept.append((item, point, draw))
             images.append(cache[item.index])
         return kept, (torch.stack(images) if images else None)
 
-    def run_batch(self, chunk: Sequence[tuple[Item, Point]]) -> Tensor | None:
-        """Measure, sample, score and record one batch; returns the reconstructions (B, 3, H, W) in [0, 1]."""
+    def run_batch(self, chunk: Sequence[tuple[Item, Point, int]]) -> Tensor | None:
+        """Measure, sample and score one batch of (image, point, draw) triples, recording each (image, point)
+        once its draws are all in; returns the reconstructions (B, 3, H, W) in [0, 1]."""
         chunk, images = self.load(chunk)
         if not chunk:
             return None
         tic = time.perf_counter()
         x = to_signed(images.to(self.device))
-        values = {k: [point.values[k] for _, point in chunk] for k in self.per_sample}
-        seeds, indices = values["seed"], [item.index for item, _ in chunk]
+        values = {k: [point.values[k] for _, point, _ in chunk] for k in self.per_sample}
+        seeds, indices = values["seed"], [item.index for item, _, _ in chunk]
 
         physics = self.build_for_batch("physics", values)
         physics.draw(x.shape, batch.generators(seeds, indices, "operator"), x.device)
         y = physics.measure(x, batch.generators(seeds, indices, "measurement"))
         sampler = self.build_for_batch("sampler", values)
-        gens = batch.generators(seeds, indices, "sampler", self.device)
+        streams = [sampler_stream(draw) for _, _, draw in chunk]
+        gens = batch.generators(seeds, indices, streams, self.device)
         result = sampler.sample(
             y,
             physics,
@@ -238,28 +251,48 @@ class Run:
         diverged_at = result.diverged_at.cpu().tolist()
         seconds = (time.perf_counter() - tic) / len(chunk)
 
+        exact = exact_posteriors(self.denoiser, physics, y, x.shape[1:]) if self.samples > 1 else None
         y_img = to_unit(physics.to_image(y)).cpu()
         states = {k: v.cpu() for k, v in physics.state().items()}
-        nfe = len(sampler.timesteps(self.schedule))
-        for b, (item, point) in enumerate(chunk):
+        for b, (item, point, draw) in enumerate(chunk):
             key = self.row_key(item, point)
-            panel = point.recorder.save_panel(key, [y_img[b], x_hat[b].cpu(), images[b]])
-            reconstruction = point.recorder.save_reconstruction(key, x_hat[b].cpu())
-            operator = point.recorder.save_operator(key, {k: v[b] for k, v in states.items()})
-            diverged = diverged_at[b] >= 0
-            row = self.base_row(item, point) | {
-                "status": "diverged" if diverged else "ok",
-                "diverged_step": diverged_at[b] if diverged else None,
-                "metrics": {k: (float("nan") if diverged else v[b]) for k, v in scores.items()},
-                "nfe": nfe,
-                "seconds": seconds,
-                "image": panel,
-                "reconstruction": reconstruction,
-                "operator": operator,
-            }
-            point.recorder.append(row)
-            point.logger.log_row(row, point.recorder.dir / panel)
+            if key not in self.pending:
+                state = {k: v[b] for k, v in states.items()}
+                self.pending[key] = Unit(item, point, images[b], y_img[b], state, exact[b] if exact else None)
+            unit = self.pending[key]
+            unit.draws.append(Draw(draw, result.x[b].cpu(), diverged_at[b], {k: v[b] for k, v in scores.items()}))
+            unit.seconds += seconds
+            if len(unit.draws) == self.samples:
+                self.record(self.pending.pop(key), len(sampler.timesteps(self.schedule)))
         return x_hat.cpu()
+
+    def record(self, unit: Unit, nfe: int) -> None:
+        """Write one (image, point) row, its pictures and operator, from its draws."""
+        item, point = unit.item, unit.point
+        key = self.row_key(item, point)
+        x_hat = to_unit(unit.first.x)
+        mean = [to_unit(unit.stacked().mean(0))] if self.samples > 1 else []
+        panel = point.recorder.save_panel(key, [unit.measurement, x_hat, *mean, unit.truth])
+        reconstruction = point.recorder.save_reconstruction(key, x_hat)
+        operator = point.recorder.save_operator(key, unit.state)
+        diverged = unit.diverged_at
+        metrics = {k: (float("nan") if diverged is not None else v) for k, v in unit.first.scores.items()}
+        if self.samples > 1 and diverged is None:
+            gen = torch.Generator().manual_seed(batch.stream_seed(point.values["seed"], item.index, "posterior"))
+            metrics |= set_scores(unit, self.metrics, gen)
+        row = self.base_row(item, point) | {
+            "status": "ok" if diverged is None else "diverged",
+            "diverged_step": diverged,
+            "metrics": metrics,
+            "samples": self.samples,
+            "nfe": nfe,
+            "seconds": unit.seconds,
+            "image": panel,
+            "reconstruction": reconstruction,
+            "operator": operator,
+        }
+        point.recorder.append(row)
+        point.logger.log_row(row, point.recorder.dir / panel)
 
     def base_row(self, item: Item, point: Point) -> dict:
         params = {}

@@ -22,9 +22,9 @@ def test_batched_equals_alone(tmp_path):
     run = Run(OmegaConf.to_container(cfg, resolve=True), tmp_path)
     assert len(run.points) == 4 and run.points[2].values["seed"] == 3
     item = run.data.items()[0]
-    together = run.run_batch([(item, p) for p in run.points])
+    together = run.run_batch([(item, p, 0) for p in run.points])
     for b, p in enumerate(run.points):
-        alone = run.run_batch([(item, p)])
+        alone = run.run_batch([(item, p, 0)])
         assert (together[b] - alone[0]).abs().max().item() <= 1e-5
     # and the points really did differ
     assert (together[0] - together[1]).abs().max().item() > 1e-2

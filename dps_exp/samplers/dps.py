@@ -70,7 +70,8 @@ class DPS:
     `variance=eta`: the tutorial's DDIM(η) update over the stride-`1000 // steps` timesteps (η = 1 is
     DDPM-like). `variance=learned`: the official code's ancestral DDPM step with the network's learned
     variance over guided-diffusion's respaced timesteps (exactly `steps` of them; the paper runs 1000).
-    η and ζ (`step_size`) may be (B,) tensors: one value per sample.
+    η and ζ (`step_size`) may be (B,) tensors: one value per sample. `samples` draws per measurement are
+    batched by the Run (dps_exp/draws.py).
     """
 
     def __init__(
@@ -79,8 +80,10 @@ class DPS:
         eta: Annotated[float, Range(0, 1), PER_SAMPLE] = 1.0,
         step_size: Annotated[float, Range(0, None), PER_SAMPLE] = 1 / math.sqrt(2),
         variance: Literal["eta", "learned"] = "eta",
+        samples: Annotated[int, Range(1, 1024)] = 1,
     ):
         self.steps, self.eta, self.step_size, self.variance = steps, eta, step_size, variance
+        self.samples = samples  # posterior draws per measurement: the Run batches them and scores the set
 
     def timesteps(self, schedule: Schedule) -> Tensor:
         return schedule.timesteps(self.steps) if self.variance == "eta" else schedule.respaced(self.steps)

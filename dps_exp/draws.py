@@ -1,0 +1,98 @@
+"""Several posterior draws per measurement (`sampler.samples=N`): collecting them and scoring them as a set.
+
+All N draws of an (image, sweep point) pair share its operator and measurement (their random streams depend
+on the seed and the image index only); draw s samples from its own stream, and draw 0's stream is the one a
+single-draw run uses, so its result is the same whatever N is. When the prior has an exact posterior (the GMM
+and the stationary Gaussian, with a linear operator and Gaussian noise), the draws are also scored against it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dps_exp.errors import ConfigError
+from dps_exp.physics.base import LinearPhysics, Physics
+from dps_exp.posterior import Mixture, exact_posterior
+from dps_exp.posterior_metrics import posterior_metrics
+
+log = logging.getLogger(__name__)
+
+
+def sampler_stream(draw: int) -> str:
+    """The random stream of draw `draw`: draw 0 uses the stream of a single-draw run."""
+    return "sampler" if draw == 0 else f"sampler/{draw}"
+
+
+@dataclass
+class Draw:
+    number: int
+    x: Tensor
+    """The sampler's output (C, H, W) on the [-1, 1] scale, not clipped, on the CPU."""
+    diverged_at: int
+    scores: dict[str, float]
+    """This draw's per-image metrics."""
+
+
+@dataclass
+class Unit:
+    """The draws of one (image, sweep point) pair, gathered until all N are in (they may span batches)."""
+
+    item: Any
+    point: Any
+    truth: Tensor
+    """Ground truth (C, H, W) on the [0, 1] scale."""
+    measurement: Tensor
+    """The measurement as a [0, 1] picture."""
+    state: dict[str, Tensor]
+    exact: Mixture | None
+    draws: list[Draw] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def first(self) -> Draw:
+        return min(self.draws, key=lambda d: d.number)
+
+    @property
+    def diverged_at(self) -> int | None:
+        steps = [d.diverged_at for d in self.draws if d.diverged_at >= 0]
+        return min(steps) if steps else None
+
+    def stacked(self) -> Tensor:
+        """(N, C, H, W), in draw order."""
+        return torch.stack([d.x for d in sorted(self.draws, key=lambda d: d.number)])
+
+
+def exact_posteriors(prior, physics: Physics, y: Tensor, shape) -> Mixture | None:
+    """The batch's exact posteriors, or None when this prior / operator / noise has none (said once)."""
+    if not hasattr(prior, "mixture"):
+        return None
+    if not isinstance(physics, LinearPhysics):
+        reason = f"{type(physics).__name__} is not linear"
+    else:
+        try:
+            return exact_posterior(prior, physics, y, shape=tuple(shape))
+        except ConfigError as err:
+            reason = str(err)
+    if not getattr(exact_posteriors, "warned", False):
+        log.warning("no exact posterior (%s): recording the draws' sample-mean scores only", reason)
+        exact_posteriors.warned = True
+    return None
+
+
+def set_scores(unit: Unit, score: Callable[[Tensor, Tensor], Mapping[str, Tensor]], generator) -> dict[str, float]:
+    """Scores of the N draws as a set: the per-image metrics of their mean (`<name>_of_mean`) and, when the
+    posterior is exact, its distances (`mean_rmse`, `sliced_w2`, `coverage` and what exact draws would get)."""
+    draws = unit.stacked()
+    mean = ((draws.mean(0) + 1) / 2).clamp(0, 1)
+    out = {f"{k}_of_mean": float(v.reshape(-1)[0]) for k, v in score(mean[None], unit.truth[None]).items()}
+    if unit.exact is not None:
+        x_true = (unit.truth * 2 - 1)[None]
+        scores = posterior_metrics(draws[None], unit.exact, x_true, generator)
+        out |= {k: float(v[0]) for k, v in scores.items()}
+    return out

@@ -1,0 +1,58 @@
+"""Several posterior draws per measurement (sampler.samples=N), scored against the exact posterior."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dps_exp.config import resolve
+from dps_exp.experiment import Run
+from tests.helpers import compose
+
+GMM = ["denoiser=gmm", "data=prior_samples", "data.count=2", "metrics.names=[psnr]", "sampler.steps=30",
+       "sampler.step_size=0.5", "physics.mask=0.5", "logger=none", "progress=false"]  # fmt: skip
+
+
+def rows(path):
+    return [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines()]
+
+
+def test_draws_are_scored_against_the_exact_posterior(tmp_path):
+    (summary,) = Run(resolve(compose([*GMM, "sampler.samples=6", "data.batch_size=4"])), tmp_path).execute()
+    got = rows(tmp_path)
+    assert [r["index"] for r in got] == [0, 1] and all(r["samples"] == 6 for r in got)
+    metrics = got[0]["metrics"]
+    for name in ("psnr", "psnr_of_mean", "mean_rmse", "mean_rmse_floor", "sliced_w2", "sliced_w2_floor", "coverage"):
+        assert name in metrics and metrics[name] == metrics[name]  # present and not NaN
+    assert metrics["coverage_expected"] == pytest.approx(5 / 7)
+    assert metrics["mean_rmse"] >= metrics["mean_rmse_floor"] * 0.5
+    assert 0 <= metrics["coverage"] <= 1
+    assert summary["metrics"]["sliced_w2"]["n"] == 2  # aggregated like any metric
+
+
+def test_draw_zero_is_the_single_draw_run_and_batching_does_not_matter(tmp_path):
+    Run(resolve(compose([*GMM, "sampler.samples=1"])), tmp_path / "one").execute()
+    Run(resolve(compose([*GMM, "sampler.samples=3", "data.batch_size=2"])), tmp_path / "split").execute()
+    Run(resolve(compose([*GMM, "sampler.samples=3", "data.batch_size=6"])), tmp_path / "whole").execute()
+    one, split, whole = rows(tmp_path / "one"), rows(tmp_path / "split"), rows(tmp_path / "whole")
+    for a, b, c in zip(one, split, whole, strict=True):
+        assert a["metrics"]["psnr"] == pytest.approx(b["metrics"]["psnr"], abs=1e-4)
+        assert b["metrics"] == pytest.approx(c["metrics"], abs=1e-4)
+
+
+def test_draws_on_a_prior_without_exact_posterior_record_the_mean(tmp_path, caplog):
+    spec = resolve(compose(["experiment=demo", "data.size=16", "data.limit=1", "sampler.steps=5",
+                            "sampler.samples=2", "logger=none", "progress=false"]))  # fmt: skip
+    Run(spec, tmp_path).execute()  # natural32: a learned prior, no exact posterior
+    (row,) = rows(tmp_path)
+    assert {"psnr", "ssim", "psnr_of_mean", "ssim_of_mean"} <= set(row["metrics"])
+    assert "mean_rmse" not in row["metrics"]
+
+
+def test_the_gaussian_prior_has_an_exact_posterior_under_super_resolution(tmp_path):
+    spec = resolve(compose(["denoiser=gaussian", "physics=super_resolution", "data.size=16", "sampler.steps=5",
+                            "sampler.samples=2", "logger=none", "progress=false"]))  # fmt: skip
+    Run(spec, tmp_path).execute()
+    (row,) = rows(tmp_path)
+    assert {"mean_rmse", "sliced_w2", "coverage", "psnr_of_mean"} <= set(row["metrics"])
