@@ -50,6 +50,12 @@ class Denoiser(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             net.to(memory_format=torch.channels_last)
+        if precision == "bf16":
+            # Store the frozen conv/linear weights in bf16 once: autocast caches its casts only for weights that
+            # require grad, so frozen fp32 weights would be cast again at every call (≈14% of a CPU step).
+            for module in net.modules():
+                if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
+                    module.to(torch.bfloat16)
         if compile:
             net.compile()
 
