@@ -63,7 +63,7 @@ def demo_figure(demo: Path) -> None:
     for ax_row, r in zip(np.atleast_2d(axes), rows, strict=True):
         y, learned, truth = panels(demo / "natural32" / r["image"])
         _, gaussian, _ = panels(demo / "gaussian" / gauss[r["index"]]["image"])
-        mask = torch.load(demo / "natural32" / r["operator"])["mask"][0].numpy()
+        mask = torch.load(demo / "natural32" / r["operator"], weights_only=True)["mask"][0].numpy()
         interp = linear_inpaint(torch.from_numpy(y).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None])
         interp = interp[0].permute(1, 2, 0).double().numpy().clip(0, 1)
         tiles = [
