@@ -188,12 +188,17 @@ def _representable(tp: Any) -> bool:
     return dataclasses.is_dataclass(base)
 
 
-def check_node(node: Mapping, key: str, target: Any | None = None, injected: frozenset = frozenset()) -> None:
-    """Check a node's keys against the signature of `target` (or of its own `_target_`)."""
+def check_node(node: Mapping, key: str, target: Any | None = None) -> None:
+    """Check a node's keys against the signature of `target` (or of its own `_target_`), nested nodes too.
+
+    Constructor arguments a class lists in `SUPPLIED` (e.g. a prior's `schedule`) come from the code that
+    builds it, not from the config.
+    """
     if target is None:
         if TARGET not in node:
             raise ConfigError(f"{key} has no {TARGET}: it must name the class it configures")
         target = target_of(node)
+    injected = frozenset(getattr(target, "SUPPLIED", ()))
     params = parameters(target)
     for name, value in node.items():
         if name == TARGET or name.startswith("_"):
@@ -203,7 +208,7 @@ def check_node(node: Mapping, key: str, target: Any | None = None, injected: fro
             valid = ", ".join(n for n in params if n not in injected) or "none"
             raise ConfigError(f"{full} is not a key of {key} ({target.__name__}); valid keys: {valid}")
         if isinstance(value, Mapping) and TARGET in value:
-            check_node(value, full, injected=injected)
+            check_node(value, full)
         else:
             check_value(params[name][0], value, full)
     for name, (_, p) in params.items():

@@ -35,8 +35,6 @@ from dps_exp.tracking import Recorder, aggregate, counts
 log = logging.getLogger(__name__)
 
 GROUPS = ("schedule", "physics", "denoiser", "sampler", "data", "metrics", "logger")
-INJECTED = {"denoiser": frozenset({"schedule"})}
-"""Constructor arguments the Run supplies itself rather than the config."""
 
 
 class Settings:
@@ -73,7 +71,7 @@ def validate(spec: Mapping) -> None:
     for group in GROUPS:
         if group not in spec:
             raise ConfigError(f"the config has no '{group}' group")
-        check_node(spec[group], group, injected=INJECTED.get(group, frozenset()))
+        check_node(spec[group], group)
     top = {k: v for k, v in spec.items() if k not in GROUPS}
     check_node(top, "", target=Settings)
     prior = target_of(spec["denoiser"])

@@ -30,6 +30,7 @@ class Denoiser(nn.Module):
     """
 
     learned_variance: bool = False
+    SUPPLIED = ("schedule",)  # constructor arguments the Run passes, not the config
 
     def __init__(self, schedule: Schedule):
         super().__init__()
