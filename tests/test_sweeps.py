@@ -3,12 +3,12 @@ shards, and one GPU per job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,20 +65,36 @@ def total_rows(root: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in root.rglob("results.jsonl"))
 
 
+# Runs the sweep and SIGKILLs its own process right after the third result row reaches the disk: a kill at a
+# fixed point mid-sweep (mid-batch too, as a packed batch writes one row per point), whatever the machine's speed.
+KILL_AFTER_THREE_ROWS = """
+import os, runpy, signal, sys
+from dps_exp.tracking import Recorder
+append, written = Recorder.append, []
+def append_then_die(self, row):
+    append(self, row)
+    written.append(row)
+    if len(written) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+Recorder.append = append_then_die
+sys.argv = ["dps_exp.run", *sys.argv[1:]]
+runpy.run_module("dps_exp.run", run_name="__main__")
+"""
+
+
 def test_a_killed_sweep_resumes_to_the_same_rows_without_duplicates(tmp_path):
     args = [*FAST, "data.limit=null", "data.batch_size=1", "sampler.steps=40", "sampler.eta=0.5,1", "logger=wandb"]
     env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     killed = tmp_path / "killed"
     killed.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "dps_exp.run", "-m", *args], cwd=killed, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 120
-    while total_rows(killed) < 3 and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = total_rows(killed)
-    assert 3 <= done_before < 8
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", KILL_AFTER_THREE_ROWS, "-m", *args], cwd=killed, env=env,
+                                stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+        code = proc.wait(timeout=300)
+    with contextlib.suppress(ProcessLookupError):  # W&B's service process too, as a real kill of the job would
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert code == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    assert total_rows(killed) == 3
     resumed = cli("-m", *args, "resume=true", cwd=killed, env={"WANDB_MODE": "offline"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (sweep,) = {p.parent.parent for p in killed.rglob("results.jsonl")}  # one sweep dir, reused
