@@ -288,6 +288,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return
+    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     results = []
     for cfg in configurations(args):
         proc = subprocess.run(
@@ -296,16 +297,13 @@ def main() -> None:
         if proc.returncode != 0:
             print(f"failed: {cfg}\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        r = results[-1]
+        results.append(r := json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{r['loop']:8s} batch {r['batch']:2d} {r['precision']} compile={r['compile']}: "
               f"{r['s_per_step']:.4f} s/step, peak {r['peak_mb']:.0f} MB", file=sys.stderr, flush=True)  # fmt: skip
-    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    print(table(results, name))
-    if args.out:
-        with args.out.open("a") as f:
-            for r in results:
+        if args.out:  # as each finishes, so a run cut short keeps what it measured
+            with args.out.open("a") as f:
                 f.write(json.dumps({**r, "device_name": name}) + "\n")
+    print(table(results, name))
 
 
 def cpu_name() -> str:

@@ -11,4 +11,9 @@ for pkg in hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 PyYA
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" -d .whl "$pkg" \
     || python3 -m pip download -q --no-deps --python-version 3.12 -d .whl "$pkg"
 done
+# An sdist (antlr4's runtime has no wheel) is built into a pure-Python wheel here: the device installs wheels only.
+for sdist in .whl/*.tar.gz; do
+  [ -e "$sdist" ] || continue
+  python3 -m pip wheel -q --no-deps -w .whl "$sdist" && rm "$sdist"
+done
 ls -la .whl

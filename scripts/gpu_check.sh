@@ -2,13 +2,15 @@
 # Every GPU check and timing of dps-exp in one call (budget: about 7 minutes on an H100 or H200).
 #   here:    bash scripts/fetch_gpu_wheels.sh
 #   device:  run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=540)
-# Prints the tables last and writes them, with raw JSON lines, under $OUT (or ./gpu_out).
+# Prints the tables and writes them, with raw JSON lines, under $OUT (or ./gpu_out).
+# A dry run of the plumbing on a CPU: DEVICE=cpu SIZE=32 STEPS=2 bash scripts/gpu_check.sh
 set -uo pipefail
-OUT=${OUT:-gpu_out}
+OUT=${OUT:-gpu_out} DEVICE=${DEVICE:-cuda} SIZE=${SIZE:-256} STEPS=${STEPS:-10}
+export DEVICE SIZE
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 PYTHONPATH=$PWD
 if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 fi
 report=$OUT/gpu_check.md
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$report"
@@ -16,44 +18,55 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # 1. Correctness on CUDA: the sampler runs, stays finite, is batch invariant, and syncs with the host never
 #    inside the loop (set_sync_debug_mode("error") turns any device-to-host sync into an exception).
 timeout 120 python3 - <<'PY' 2>&1 | tee -a "$report"
+import os
 import torch
 from dps_exp import batch
 from dps_exp.denoisers.pretrained import RandomADM
 from dps_exp.physics import RandomInpainting
 from dps_exp.samplers.dps import DPS
 from dps_exp.schedule import LinearSchedule
-dev = "cuda"
+dev, n = os.environ["DEVICE"], int(os.environ["SIZE"])
+sync_debug = torch.cuda.set_sync_debug_mode if dev == "cuda" else lambda mode: None
 sched = LinearSchedule().to(dev)
 prior = RandomADM(sched).to(dev).eval().requires_grad_(False)
-x = torch.rand(4, 3, 256, 256, device=dev) * 2 - 1
+x = torch.rand(4, 3, n, n, device=dev) * 2 - 1
 phys = RandomInpainting(mask=torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)).draw(x.shape, batch.generators([0]*4, range(4), "op"), dev)
 y = phys.measure(x, batch.generators([0]*4, range(4), "m"))
 def run(idx, variance):
     gens = batch.generators([0]*len(idx), idx, "sampler", dev)
     p = RandomInpainting(mask=phys.mask[idx] if len(idx) > 1 else float(phys.mask[idx[0]])); p.m = phys.m[idx]
-    return DPS(steps=20, variance=variance).sample(y[idx], p, prior, sched, noise=lambda: batch.randn((len(idx), 3, 256, 256), gens))
+    return DPS(steps=20, variance=variance).sample(y[idx], p, prior, sched, noise=lambda: batch.randn((len(idx), 3, n, n), gens))
 DPS(steps=2).sample(y, phys, prior, sched, noise=lambda: torch.randn_like(x))  # warm up outside the check
-torch.cuda.set_sync_debug_mode("error")
+sync_debug("error")
 together = run([0, 1, 2, 3], "learned")
-torch.cuda.set_sync_debug_mode("default")
+sync_debug("default")
 alone = run([2], "learned")
-print(f"sync check: passed (no host sync in 20 learned-variance steps at batch 4)")
+print(f"sync check on {dev}: passed (no host sync in 20 learned-variance steps at batch 4)")
 print(f"finite: {bool(torch.isfinite(together.x).all())}, diverged: {together.diverged_at.tolist()}")
-print(f"batch invariance on CUDA, max |Δ| = {(together.x[2] - alone.x[0]).abs().max().item():.2e}")
+print(f"batch invariance on {dev}, max |Δ| = {(together.x[2] - alone.x[0]).abs().max().item():.2e}")
 PY
 
-# 2. One DPS step against the tutorial's loop at 256×256 (FFHQ UNet, random weights).
-timeout 200 python3 scripts/bench.py --device cuda --size 256 --batch 1 8 16 --tutorial-batch 1 8 \
-  --precision fp32 bf16 --compile off --steps 10 --repeats 3 --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | tee -a "$report"
-timeout 200 python3 scripts/bench.py --device cuda --size 256 --batch 1 16 --tutorial-batch 1 \
-  --precision bf16 --compile on --steps 10 --repeats 3 --warmup 3 --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | tee -a "$report"
-
-# 3. A 16-point sweep at one image per point: vectorized against sequential.
-timeout 150 python3 scripts/bench.py --sweep 16 1 --device cuda --size 256 --steps 50 --precision bf16 \
+# 2. One DPS step against the tutorial's loop (FFHQ UNet, random weights); then compiled.
+bench=(python3 scripts/bench.py --device "$DEVICE" --size "$SIZE" --steps "$STEPS" --repeats 3 --out "$OUT/bench.jsonl")
+timeout 200 "${bench[@]}" --batch 1 8 16 32 --tutorial-batch 1 8 --precision fp32 bf16 --compile off \
+  2>>"$OUT/log.txt" | tee -a "$report"
+timeout 240 "${bench[@]}" --batch 16 32 --tutorial-batch 1 --precision bf16 --compile on --warmup 3 \
   2>>"$OUT/log.txt" | tee -a "$report"
 
-# 4. One paper task on a handful of images with a random-weight prior: wall time per image.
+# 3. A 16-point sweep at one image per point: vectorized against sequential.
+timeout 150 python3 scripts/bench.py --sweep 16 1 --device "$DEVICE" --size "$SIZE" --steps $((STEPS * 3)) \
+  --precision bf16 2>>"$OUT/log.txt" | tee -a "$report"
+
+# 4. A paper task end to end through the CLI (random-weight prior, so the metrics mean nothing): wall time.
+run_dir=$(mktemp -d)
 timeout 100 python3 -m dps_exp.run experiment=paper/ffhq_sr4 denoiser=random_adm data=sample data.limit=4 \
-  data.batch_size=4 metrics=default sampler.steps=250 precision=bf16 logger=none progress=false \
-  hydra.run.dir="$OUT/paper_sr4" 2>>"$OUT/log.txt" | tail -2 | tee -a "$report"
-python3 -c "import json; s=json.load(open('$OUT/paper_sr4/summary.json')); print(f\"paper/ffhq_sr4, 4 images, 250 steps, bf16: {s['wall_time_s']:.1f} s, {s['wall_time_s']/4*4:.1f} s per image for 1000 steps\")" | tee -a "$report"
+  data.batch_size=4 data.size="$SIZE" sampler.steps=$((STEPS * 25)) device="$DEVICE" precision=bf16 logger=none \
+  metrics.names=[psnr,ssim] progress=false hydra.run.dir="$run_dir" 2>>"$OUT/log.txt" | tail -2 | tee -a "$report"
+python3 - "$run_dir/summary.json" <<'PY' 2>&1 | tee -a "$report"
+import json, sys
+s = json.load(open(sys.argv[1]))
+steps = s["config"]["sampler"]["steps"]
+per = s["wall_time_s"] / 4 * 1000 / steps
+print(f"paper/ffhq_sr4 via the CLI, 4 images at batch 4, {steps} steps, bf16: {s['wall_time_s']:.1f} s wall "
+      f"(model build included), {per:.1f} s per image per 1000 steps")
+PY
