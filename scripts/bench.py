@@ -173,16 +173,9 @@ def configurations(args) -> list[dict]:
         {**base, "loop": "tutorial", "batch": b, "precision": "fp32", "compile": False, "channels_last": False}
         for b in args.tutorial_batch
     ]
-    for b, p, c in itertools.product(args.batch, args.precision, args.compile):
+    for b, p, c, cl in itertools.product(args.batch, args.precision, args.compile, args.channels_last):
         configs.append(
-            {
-                **base,
-                "loop": "ours",
-                "batch": b,
-                "precision": p,
-                "compile": c == "on",
-                "channels_last": args.channels_last,
-            }
+            {**base, "loop": "ours", "batch": b, "precision": p, "compile": c == "on", "channels_last": cl == "on"}
         )
     return configs
 
@@ -272,7 +265,7 @@ def main() -> None:
     parser.add_argument("--tutorial-batch", type=int, nargs="+", default=[1])
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
