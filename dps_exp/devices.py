@@ -39,3 +39,19 @@ def resolve_device(name: str, sweep_dir: Path | None = None) -> tuple[torch.devi
         index, claim = claim_gpu(Path(sweep_dir))
         return torch.device("cuda", index), claim
     return torch.device("cuda"), None
+
+
+def layout_advice(device: torch.device, channels_last: bool, compile: bool) -> str | None:
+    """A warning for channels_last in eager mode on CUDA, where it slows the ADM UNet down.
+
+    PyTorch's CUDA GroupNorm has no channels_last kernel (2.11 on the GPU machine, 2.14 here): it returns a
+    contiguous tensor, so each norm layer converts the layout and the next convolution converts it back. On an
+    H200, eager channels_last ran a batch-8 step at 0.78× the tutorial's loop (docs/performance.md).
+    torch.compile plans layouts itself, and CPUs have a channels_last GroupNorm, so both are left alone.
+    """
+    if device.type == "cuda" and channels_last and not compile:
+        return (
+            "channels_last=true without compile=true is slower on CUDA (GroupNorm there has no channels_last "
+            "kernel, so every norm layer converts the layout twice): use compile=true, or channels_last=false"
+        )
+    return None

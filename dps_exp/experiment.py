@@ -23,7 +23,7 @@ from dps_exp import batch
 from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys, resolve, target_of
 from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
-from dps_exp.devices import resolve_device
+from dps_exp.devices import layout_advice, resolve_device
 from dps_exp.draws import Draw, Unit, exact_posteriors, sampler_stream, set_scores
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
@@ -119,6 +119,8 @@ class Run:
         self.denoiser: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.denoiser.to(self.device).eval().requires_grad_(False)
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
+        if advice := layout_advice(self.device, self.denoiser.channels_last, self.settings.compile):
+            log.warning(advice)
         self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides), group)
         self.samples: int = spec["sampler"].get("samples", 1)
         self.pending: dict[str, Unit] = {}

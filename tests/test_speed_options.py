@@ -12,6 +12,7 @@ import torch
 
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet
 from dps_exp.denoisers.base import Denoiser
+from dps_exp.devices import layout_advice
 from dps_exp.physics import RandomInpainting
 from dps_exp.samplers.dps import DPS, guidance
 
@@ -77,3 +78,11 @@ def test_compiled_bf16_channels_last_runs_on_cpu(schedule, state):
     fast.accelerate(precision="bf16", compile=True, channels_last=True)
     for (_, ref), (_, got) in zip(reference, step_outputs(fast, schedule, steps=2), strict=True):
         assert relative_rms(got, ref) <= 1e-2
+
+
+def test_eager_channels_last_on_cuda_is_warned_about_and_nothing_else_is():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert "compile=true" in layout_advice(cuda, channels_last=True, compile=False)
+    assert layout_advice(cuda, channels_last=True, compile=True) is None
+    assert layout_advice(cuda, channels_last=False, compile=False) is None
+    assert layout_advice(cpu, channels_last=True, compile=False) is None
