@@ -6,9 +6,8 @@ plain interpolation, on crops of photographs the learned prior never saw. Writes
   TASK.pt         ground truth, measurement pictures and every reconstruction, for figures
 
 Operators come from the project's config (`physics=...` overrides), so the same command scores the
-project's own operators: super-resolution uses `physics=super_resolution physics.factor=4` when that option
-exists, and otherwise a stand-in defined here (4×4 average pooling). The docs' table is made from these
-files by scripts/prior_docs.py.
+project's own operators (super-resolution: `physics=super_resolution physics.factor=4`, bicubic as the
+paper). The docs' table is made from these files by scripts/prior_docs.py.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from dps_exp.baselines import linear_inpaint
 from dps_exp.config import build, resolve
 from dps_exp.experiment import to_signed, to_unit
 from dps_exp.metrics import psnr
-from dps_exp.physics import LinearPhysics, Noise
 from dps_exp.posterior import exact_posterior
 from dps_exp.run import CONF_DIR
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
@@ -35,32 +33,12 @@ from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 SIGMA = 0.05  # measurement noise on the [-1, 1] scale, as every task of the paper
 
 
-class AveragePoolSR(LinearPhysics):
-    """y = 4×4 average pooling of x + n: the super-resolution stand-in until `physics=super_resolution`
-    (bicubic, as the paper) is in this branch. A_T spreads each measured value back over its 16 pixels / 16."""
-
-    def __init__(self, factor: int = 4, noise: Noise | None = None):
-        super().__init__(noise or Noise(sigma=SIGMA))
-        self.factor = factor
-
-    def A(self, x):
-        return F.avg_pool2d(x, self.factor)
-
-    def A_T(self, y):
-        return F.interpolate(y, scale_factor=self.factor, mode="nearest") / self.factor**2
-
-    def to_image(self, y):
-        return F.interpolate(y, scale_factor=self.factor, mode="nearest")
-
-
-def task_overrides(task: str) -> list[str] | None:
-    """The physics overrides of a task; None: the local stand-in."""
+def task_overrides(task: str) -> list[str]:
+    """The physics overrides of a task."""
     if task.startswith("inpaint"):
         return ["physics=inpaint_random", f"physics.mask={int(task[7:]) / 100}", f"physics.noise.sigma={SIGMA}"]
     if task == "sr4":
-        if (CONF_DIR / "physics" / "super_resolution.yaml").exists():
-            return ["physics=super_resolution", "physics.factor=4", f"physics.noise.sigma={SIGMA}"]
-        return None
+        return ["physics=super_resolution", "physics.factor=4", f"physics.noise.sigma={SIGMA}"]
     raise SystemExit(f"unknown task {task!r}: inpaintNN (keep NN%) or sr4")
 
 
@@ -74,8 +52,7 @@ def compose_spec(overrides: list[str]) -> dict:
 def physics_for(task: str, shape, indices: list[int], seed: int):
     """The task's operator drawn for `shape`, sample b drawing from crop indices[b]'s streams (so the
     samples of one crop share their operator)."""
-    ov = task_overrides(task)
-    physics = AveragePoolSR() if ov is None else build(compose_spec(ov)["physics"])
+    physics = build(compose_spec(task_overrides(task))["physics"])
     return physics.draw(shape, batch.generators([seed] * len(indices), indices, "operator"), torch.device("cpu"))
 
 
