@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from dps_exp.denoisers.adm import ADMConfig, ADMUNet
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.schedule import LinearSchedule
 
@@ -29,6 +30,33 @@ class TinyEps(Denoiser):
     def network(self, x_t, t):
         h = self.inp(x_t) + self.emb(t.float().view(-1, 1) / 1000.0)[:, :, None, None]
         return self.out(torch.tanh(h))
+
+
+TINY_ADM = ADMConfig(
+    image_size=16, model_channels=32, channel_mult=(1, 2), attention_resolutions=(8,), num_head_channels=32
+)
+
+
+class TinyADM(Denoiser):
+    """The ADM UNet (GroupNorm, attention, learned variance) at a size that runs a step in milliseconds."""
+
+    learned_variance = True
+
+    def __init__(self, schedule, state):
+        super().__init__(schedule)
+        self.net = ADMUNet(TINY_ADM)
+        self.net.load_state_dict(state)
+        self.eval().requires_grad_(False)
+
+    def network(self, x_t, t):
+        return self.net(x_t, t)
+
+
+def tiny_adm_state() -> dict:
+    """Seeded random weights for TinyADM, none zero (guided-diffusion zero-initialises its output layers)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return {k: torch.randn_like(v) * 0.02 for k, v in ADMUNet(TINY_ADM).state_dict().items()}
 
 
 @pytest.fixture

@@ -10,34 +10,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dps_exp.denoisers.adm import ADMConfig, ADMUNet
-from dps_exp.denoisers.base import Denoiser
 from dps_exp.devices import layout_advice
 from dps_exp.physics import RandomInpainting
 from dps_exp.samplers.dps import DPS, guidance
-
-TINY = ADMConfig(
-    image_size=16, model_channels=32, channel_mult=(1, 2), attention_resolutions=(8,), num_head_channels=32
-)
-
-
-class TinyADM(Denoiser):
-    learned_variance = True
-
-    def __init__(self, schedule, state):
-        super().__init__(schedule)
-        self.net = ADMUNet(TINY)
-        self.net.load_state_dict(state)
-        self.eval().requires_grad_(False)
-
-    def network(self, x_t, t):
-        return self.net(x_t, t)
+from tests.conftest import TinyADM, tiny_adm_state
 
 
 @pytest.fixture(scope="module")
 def state():
-    torch.manual_seed(0)
-    return {k: torch.randn_like(v) * 0.02 for k, v in ADMUNet(TINY).state_dict().items()}
+    return tiny_adm_state()
 
 
 def step_outputs(prior, schedule, steps=4):

@@ -1,0 +1,92 @@
+"""No host sync inside the sampling loop, checked on the CPU for every operator and noise model.
+
+On CUDA the host waits for the device whenever it reads a value (`.item()`, `bool(t)`, `if t:`) or runs an op
+whose output shape depends on the data (`nonzero`, boolean-mask indexing, `masked_select`, `unique`). A
+TorchDispatchMode sees every op the loop dispatches, forward and backward, on any device, so those ops are
+caught here without a GPU. Uploads from the host are the one sync it cannot tell apart on a CPU; the `sync`
+section of scripts/gpu_check.sh covers them on CUDA.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from dps_exp import batch
+from dps_exp.config import build, resolve
+from dps_exp.samplers.dps import DPS
+from tests.conftest import TinyADM, tiny_adm_state
+from tests.helpers import CONF_DIR, compose
+
+aten = torch.ops.aten
+READS = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten._unique2, aten.unique_dim,
+         aten.unique_consecutive, aten.equal, aten.is_nonzero}  # fmt: skip
+MASKED = {aten.index, aten.index_put, aten.index_put_}  # syncing when an index is a boolean mask
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records the ops that would make the host wait for the device."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        packet = func.overloadpacket
+        if packet in READS or (packet in MASKED and any(boolean_index(a) for a in args[1:2])):
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def boolean_index(indices) -> bool:
+    seq = indices if isinstance(indices, list | tuple) else [indices]
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in seq)
+
+
+def sample_watched(physics_name: str, noise: str, variance: str, watch_from: int = 0) -> list[str]:
+    """Five DPS steps at batch 2 with per-sample η and ζ; returns the syncing ops seen from step `watch_from`
+    (the callback of step i runs after step i, so watching starts with step watch_from + 1)."""
+    small = {"inpaint_box": ["physics.box=12", "physics.margin=4"]}.get(physics_name, [])
+    spec = resolve(compose([f"physics={physics_name}", f"physics.noise.kind={noise}", *small]))
+    schedule = build(spec["schedule"])
+    prior = TinyADM(schedule, tiny_adm_state())
+    shape = (2, 3, 32, 32)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    physics = build(spec["physics"]).draw(shape, batch.generators([0, 0], [0, 1], "operator"), torch.device("cpu"))
+    y = physics.measure(x, batch.generators([0, 0], [0, 1], "measurement"))
+    gens = batch.generators([0, 0], [0, 1], "sampler")
+    sampler = DPS(steps=5, eta=torch.tensor([0.5, 1.0]), step_size=torch.tensor([0.3, 1.0]), variance=variance)
+    watcher = HostSyncs()
+
+    def callback(i, x_next, x0):
+        if i == watch_from:
+            watcher.__enter__()
+
+    try:
+        sampler.sample(y, physics, prior, schedule, noise=lambda: batch.randn(shape, gens), callback=callback)
+    finally:
+        if watcher in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
+            watcher.__exit__(None, None, None)
+    return watcher.seen
+
+
+OPERATORS = sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "poisson"])
+@pytest.mark.parametrize("physics_name", OPERATORS)
+def test_the_sampling_loop_never_waits_for_the_device(physics_name, noise):
+    for variance in ("eta", "learned"):
+        assert sample_watched(physics_name, noise, variance) == [], (physics_name, noise, variance)
+
+
+def test_the_watcher_sees_a_value_read_and_a_boolean_mask():
+    watcher = HostSyncs()
+    t = torch.arange(4.0)
+    with watcher:
+        t.sum().item()
+        t[t > 1] = 0
+        bool(t.any())
+    assert watcher.seen == ["aten._local_scalar_dense.default", "aten.index_put_.default",
+                            "aten._local_scalar_dense.default"]  # fmt: skip
