@@ -13,9 +13,12 @@ import torch
 from torch import Tensor
 
 
-def per_sample(value: float | Tensor, like: Tensor) -> Tensor:
-    """`value` as a tensor that broadcasts over `like` (B, ...) per sample: shape (B, 1, …, 1) or ()."""
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+def per_sample(value: float | Tensor, like: Tensor) -> float | Tensor:
+    """`value` in a form that broadcasts over `like` (B, ...) per sample: a (B,) tensor as (B, 1, …, 1) in
+    `like`'s dtype and device; a number as it is (a scalar operand needs no upload to the device)."""
+    if not isinstance(value, Tensor):
+        return value
+    v = value.to(dtype=like.dtype, device=like.device)
     return v.reshape(-1, *([1] * (like.ndim - 1))) if v.ndim else v
 
 

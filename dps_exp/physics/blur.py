@@ -61,6 +61,7 @@ class Blur(LinearPhysics):
             raise ConfigError(f"physics.kernel_size={kernel_size} is not allowed: it must be odd")
         self.kernel_size, self.method = kernel_size, method
         self.k: Tensor | None = None
+        self._plan: tuple | None = None
 
     def kernels(self, batch_size: int, gens: Sequence[torch.Generator]) -> Tensor:
         """The (B, k, k) float64 kernels of a batch, sample b's from gens[b] where random."""
@@ -68,38 +69,43 @@ class Blur(LinearPhysics):
 
     def draw(self, shape: Sequence[int], gens: Sequence[torch.Generator], device: torch.device) -> Self:
         self.k = self.kernels(shape[0], gens)[:, None].to(device)
+        self._plan = None
         return self
 
     def use_fft(self) -> bool:
         return self.method == "fft" or (self.method == "auto" and self.kernel_size >= FFT_FROM)
 
-    def pad_index(self, H: int, W: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        p = self.kernel_size // 2
-        return reflect_index(H, p, device), reflect_index(W, p, device)
+    def plan(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
+        """Padding indices, the kernel as `like`'s operand (its spectrum for the FFT, else the grouped conv
+        weight) and the FFT size: computed once per image shape, since A and A_T run at every DPS step."""
+        B, C, H, W = like.shape
+        key = (C, H, W, like.dtype, like.device)
+        if self._plan is None or self._plan[0] != key:
+            p = self.kernel_size // 2
+            rows, cols = reflect_index(H, p, like.device), reflect_index(W, p, like.device)
+            k = self.k.to(like.dtype)
+            size = (fast_size(len(rows)), fast_size(len(cols)))
+            kernel = torch.fft.rfft2(k, s=size) if self.use_fft() else k.repeat_interleave(C, dim=0)
+            self._plan = (key, rows, cols, kernel, size)
+        return self._plan[1:]
 
     def A(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        rows, cols = self.pad_index(H, W, x.device)
+        rows, cols, kernel, size = self.plan(x)
         padded = x.index_select(-2, rows).index_select(-1, cols)
-        k = self.k.to(x.dtype)
         if self.use_fft():
-            size = (fast_size(len(rows)), fast_size(len(cols)))
-            spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(k, s=size).conj()
+            spectrum = torch.fft.rfft2(padded, s=size) * kernel.conj()
             return torch.fft.irfft2(spectrum, s=size)[..., :H, :W]
-        weight = k.repeat_interleave(C, dim=0)
-        return F.conv2d(padded.reshape(1, B * C, *padded.shape[-2:]), weight, groups=B * C).view(B, C, H, W)
+        return F.conv2d(padded.reshape(1, B * C, *padded.shape[-2:]), kernel, groups=B * C).view(B, C, H, W)
 
     def A_T(self, y: Tensor) -> Tensor:
         B, C, H, W = y.shape
-        rows, cols = self.pad_index(H, W, y.device)
-        k = self.k.to(y.dtype)
+        rows, cols, kernel, size = self.plan(y)
         if self.use_fft():
-            size = (fast_size(len(rows)), fast_size(len(cols)))
-            spectrum = torch.fft.rfft2(y, s=size) * torch.fft.rfft2(k, s=size)
+            spectrum = torch.fft.rfft2(y, s=size) * kernel
             full = torch.fft.irfft2(spectrum, s=size)[..., : len(rows), : len(cols)]
         else:
-            weight = k.repeat_interleave(C, dim=0)
-            full = F.conv_transpose2d(y.reshape(1, B * C, H, W), weight, groups=B * C).view(B, C, len(rows), -1)
+            full = F.conv_transpose2d(y.reshape(1, B * C, H, W), kernel, groups=B * C).view(B, C, len(rows), -1)
         folded = y.new_zeros(B, C, H, len(cols)).index_add(-2, rows, full)
         return y.new_zeros(B, C, H, W).index_add(-1, cols, folded)
 

@@ -40,6 +40,7 @@ class Noise:
         self.kind = kind
         self.sigma = sigma
         self.rate = rate
+        self._weights: tuple | None = None
 
     def sample(self, Ax: Tensor, gens: Sequence[torch.Generator]) -> Tensor:
         """y = noise(A x); sample b's noise drawn from gens[b] on the CPU, so it is the same on every device."""
@@ -48,8 +49,9 @@ class Noise:
         if self.kind == "gaussian":
             eps = batch.randn(Ax.shape, gens, device="cpu", dtype=Ax.dtype).to(Ax.device)
             return Ax + batch.per_sample(self.sigma, Ax) * eps
-        scale = LEVELS * batch.per_sample(self.rate, Ax.detach().cpu().double())
-        lam = ((Ax.detach().cpu().double() + 1) / 2).clamp(0, 1) * scale
+        Ax_host = Ax.detach().cpu().double()
+        scale = LEVELS * batch.per_sample(self.rate, Ax_host)
+        lam = ((Ax_host + 1) / 2).clamp(0, 1) * scale
         counts = torch.stack([torch.poisson(lam[b], generator=g) for b, g in enumerate(gens)])
         return (2 * counts / scale - 1).clamp(-1, 1).to(device=Ax.device, dtype=Ax.dtype)
 
@@ -66,7 +68,14 @@ class Noise:
         """
         if self.kind != "poisson":
             return torch.linalg.vector_norm((y - Ax).flatten(1), dim=1)
-        half_scale = LEVELS * batch.per_sample(self.rate, y) / 2
-        counts = ((y + 1) * half_scale).clamp_min(1.0)
-        whitened = (y - Ax) * half_scale / (2 * counts).sqrt()
+        half_scale, root = self.poisson_weights(y)
+        whitened = (y - Ax) * half_scale / root
         return torch.linalg.vector_norm(whitened.flatten(1), dim=1)
+
+    def poisson_weights(self, y: Tensor) -> tuple[float | Tensor, Tensor]:
+        """255 λ / 2 and √(2 · counts) of a measurement y: they depend on y alone, so they are computed once per
+        y, not at every DPS step (and a per-sample λ is copied to the device once)."""
+        if self._weights is None or self._weights[0] is not y:
+            half_scale = LEVELS * batch.per_sample(self.rate, y) / 2
+            self._weights = (y, half_scale, (2 * ((y + 1) * half_scale).clamp_min(1.0)).sqrt())
+        return self._weights[1:]
