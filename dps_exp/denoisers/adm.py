@@ -109,17 +109,19 @@ class ResBlock(nn.Module):
         self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.in_layers[:-1](x)
+        in_norm, in_act, in_conv = self.in_layers  # unpacked, not sliced: a slice builds a new Sequential per call
+        out_norm, out_act, dropout, out_conv = self.out_layers
+        h = in_act(in_norm(x))
         if self.resample is not None:  # resample between the activation and the conv, both paths
             h, x = self.resample(h), self.resample(x)
-        h = self.in_layers[-1](h)
+        h = in_conv(h)
         e = self.emb_layers(emb).to(h.dtype)[:, :, None, None]
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
-            h = self.out_layers[1:](h)
+            h = out_norm(h) * (1 + scale) + shift
         else:
-            h = self.out_layers(h + e)
+            h = out_norm(h + e)
+        h = out_conv(dropout(out_act(h)))
         return self.skip_connection(x) + h
 
 

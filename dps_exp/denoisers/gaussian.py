@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -49,8 +48,16 @@ class StationaryGaussian(Denoiser):
         self.register_buffer("color_cov", cov.float())
         self.register_buffer("U", U.float())
         self.register_buffer("lam", lam.float().view(1, -1, 1, 1))
+        self._variances: dict[tuple, Tensor] = {}
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - a few image sizes per run; the module lives as long
+    def variances(self, height: int, width: int, device: torch.device) -> Tensor:
+        """λ_j P on the rfft2 grid, float32 on `device`: made once per image size and device, since the
+        denoiser runs at every DPS step (and a copy from the host there would make the host wait)."""
+        key = (height, width, device)
+        if key not in self._variances:
+            self._variances[key] = self.lam.to(device) * self.spectrum(height, width).to(device, torch.float32)
+        return self._variances[key]
+
     def spectrum(self, height: int, width: int) -> Tensor:
         """Eigenvalues P of the unit-diagonal circulant K on the rfft2 grid, (H, W//2+1), float64 on CPU.
 
@@ -85,7 +92,7 @@ class StationaryGaussian(Denoiser):
 
     def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        P = self.lam * self.spectrum(x_t.shape[-2], x_t.shape[-1]).to(x_t.device, torch.float32)
+        P = self.variances(x_t.shape[-2], x_t.shape[-1], x_t.device)
         gain = ab.sqrt() * P / (ab * P + (1 - ab))
         z = self.rotate(x_t - ab.sqrt() * self.mean)
         z0 = torch.fft.irfft2(torch.fft.rfft2(z) * gain, s=x_t.shape[-2:])

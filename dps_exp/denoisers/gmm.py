@@ -77,6 +77,7 @@ class GaussianMixture(Denoiser):
         self.register_buffer("U", U.contiguous())  # (K, d, d), columns are eigenvectors
         self.register_buffer("lam", lam.contiguous())  # (K, d), eigenvalues of Σ_k
         self.register_buffer("log_pi", pi.log())  # (K,)
+        self.register_buffer("mu_rotated", torch.einsum("kd,kde->ke", mu, U), persistent=False)  # U_kᵀ μ_k, (K, d)
 
     @staticmethod
     def _explicit(key: str, value, shape: tuple[int, ...]) -> Tensor:
@@ -99,7 +100,7 @@ class GaussianMixture(Denoiser):
         x = x_t.flatten(1).double()  # (B, d)
         ab = self.alphas_cumprod[t].double().view(-1, 1, 1)  # (B, 1, 1)
         # z_k = U_kᵀ (x_t − √ᾱ μ_k), shape (B, K, d); var = eigenvalues of the covariance of x_t given k
-        z = torch.einsum("bd,kde->bke", x, self.U) - ab.sqrt() * torch.einsum("kd,kde->ke", self.mu, self.U)
+        z = torch.einsum("bd,kde->bke", x, self.U) - ab.sqrt() * self.mu_rotated
         var = ab * self.lam + (1 - ab)
         log_w = self.log_pi - 0.5 * ((z**2 / var) + var.log()).sum(-1)  # (B, K), up to a constant
         w = torch.softmax(log_w, dim=-1)
