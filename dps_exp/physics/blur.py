@@ -148,7 +148,8 @@ class MotionBlur(Blur):
 
     kernel_per `image`: each image's kernel is drawn from its own operator stream (run seed, image index), so
     it repeats for the same seed and differs between images. `run`: one kernel for the whole run, drawn from
-    `kernel_seed` (the YAML sets it to the run's `seed`), as the official code does (it draws one per run).
+    `kernel_seed`, as the official code does (it draws one per run); it does not follow `seed`, which a
+    sweep may pack into a list (one value per sample).
     """
 
     def __init__(
