@@ -114,8 +114,6 @@ def point_dirs(n: int, out_dir: Path, sweep_dir: Path | None, sweep_jobs: Sequen
     """Where each point writes: its sequential job's directory when packed by the sweeper, else the run
     directory (one point) or `point-K/` inside it (points listed by hand, e.g. by an experiment's config,
     also inside a sweep's job directory)."""
-    if sweep_jobs is not None and len(sweep_jobs) == 1 and n > 1 and sweep_dir is not None:
-        return [Path(sweep_dir) / str(sweep_jobs[0]) / f"point-{k}" for k in range(n)]  # its config lists them
     if sweep_jobs is not None:
         if len(sweep_jobs) != n or sweep_dir is None:
             raise ConfigError(f"sweep_jobs names {len(sweep_jobs)} jobs for {n} points")

@@ -11,7 +11,7 @@ import pytest
 
 from dps_exp.config import resolve
 from dps_exp.experiment import Run, validate
-from tests.helpers import CONF_DIR, compose
+from tests.helpers import CONF_DIR, cli, compose
 
 ASSETS = CONF_DIR.parent / "dps_exp" / "assets"
 PAPER = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml") if not p.stem.startswith("_"))
@@ -143,9 +143,15 @@ def test_fid_of_a_single_image_is_recorded_as_undefined(image_dirs, backbones, t
 
 
 def test_points_an_experiment_lists_land_inside_their_sweep_job(tmp_path):
-    """Phase retrieval's four seeds in a sweep: the sweeper names one job, the config four points."""
-    from dps_exp.points import point_dirs
-
-    dirs = point_dirs(4, tmp_path / "out", tmp_path / "sweep", [7])
-    assert dirs == [tmp_path / "sweep" / "7" / f"point-{k}" for k in range(4)]
-    assert point_dirs(1, tmp_path / "out", tmp_path / "sweep", [7]) == [tmp_path / "sweep" / "7"]
+    """Phase retrieval's four seeds in a sweep: the sweeper runs each step count as one job, the config's list
+    makes its four points, each in `point-K/` inside its job's folder."""
+    sweep = tmp_path / "sweep"
+    proc = cli(
+        "-m", "experiment=paper/ffhq_phase_retrieval", "denoiser=gaussian", "data=sample", "data.size=32",
+        "data.limit=1", "sampler.steps=2,3", "sampler.variance=eta", "metrics=default", "logger=none",
+        "progress=false", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dirs = sorted(p.parent for p in sweep.rglob("results.jsonl"))
+    assert dirs == [sweep / str(job) / f"point-{k}" for job in (0, 1) for k in range(4)]
+    assert (sweep / "1" / ".hydra" / "overrides.yaml").exists()

@@ -66,7 +66,9 @@ class VectorizedSweeper(Sweeper):
         return {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
 
     def pack(self, jobs: list[list[str]]) -> list[list[str]]:
-        """Group the jobs that differ only in per-sample overrides; each group becomes one or more jobs."""
+        """Group the jobs that differ only in per-sample overrides; each group becomes one or more jobs. A job
+        left alone runs as it is, in its own `<number>/` (Hydra writes its `.hydra/`); a packed one logs into
+        `packed-<its first number>/` and its points write into their numbers' folders."""
         groups: OrderedDict[tuple, list[tuple[int, list[str]]]] = OrderedDict()
         keys_by_choice: dict[tuple, set[str]] = {}
         for number, job in enumerate(jobs):
@@ -80,7 +82,12 @@ class VectorizedSweeper(Sweeper):
         for fixed, members in groups.items():
             size = self.points_per_job or len(members)
             for first in range(0, len(members), size):
-                packed.append(list(fixed) + self.as_lists(members[first : first + size]))
+                chunk = members[first : first + size]
+                if len(chunk) == 1:
+                    packed.append(jobs[chunk[0][0]] + [f"hydra.sweep.subdir={chunk[0][0]}"])
+                else:
+                    subdir = f"hydra.sweep.subdir=packed-{chunk[0][0]}"
+                    packed.append(list(fixed) + self.as_lists(chunk) + [subdir])
         return packed
 
     @staticmethod
@@ -129,7 +136,7 @@ class VectorizedSweeper(Sweeper):
 
         if self.vectorize:
             packed = self.pack(jobs)
-            batch = [job + extra + ["hydra.sweep.subdir=packed-${hydra.job.num}"] for job in packed]
+            batch = [job + extra for job in packed]
             log.info("vectorized sweep: %d points in %d jobs", len(jobs), len(batch))
         else:
             batch = [job + extra for job in jobs]
