@@ -140,7 +140,9 @@ class Run:
             point_overrides = overrides_for(overrides, vals, listed)
             logger = build(self.spec["logger"])
             logger.group = getattr(logger, "group", None) or group
-            point = Point(vals, Recorder(directory), logger, dirname(point_overrides) or "default", point_overrides)
+            config = with_values(self.spec, "", vals) | {"sweep_jobs": None}
+            name = dirname(point_overrides) or "default"
+            point = Point(vals, Recorder(directory), logger, name, point_overrides, config)
             rows = point.recorder.rows()
             foreign = {r.get("config_id") for r in rows} - {self.config_id}
             if foreign:
@@ -150,7 +152,7 @@ class Run:
                 )
             point.done = {r["key"] for r in rows}
             if listed:
-                point.write_hydra_files(with_values(self.spec, "", vals) | {"sweep_jobs": None})
+                point.write_hydra_files()
             points.append(point)
         return points
 
@@ -181,7 +183,7 @@ class Run:
             for s in draws
         ]
         for point in self.points:
-            point.logger.start(self.spec, point.recorder.dir, point.name)
+            point.logger.start(point.config, point.recorder.dir, point.name)
             point.recorder.write_image_list([item.source for item in self.data.items()])
         status = "interrupted"
         try:
@@ -324,7 +326,7 @@ class Run:
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "versions": {"dps_exp": dps_exp.__version__, "torch": torch.__version__},
             "prior": getattr(self.denoiser, "provenance", None),
-            "config": with_values(self.spec, "", point.values) | {"sweep_jobs": None},
+            "config": point.config,
         }
 
     def set_metrics(self, point: Point, rows: Sequence[Mapping], status: str) -> dict:

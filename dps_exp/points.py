@@ -96,17 +96,19 @@ class Point:
     logger: Logger
     name: str
     overrides: list[str]
+    config: dict
+    """The point's own resolved config, as its sequential job would have had it (one value per key)."""
     done: set[str] = field(default_factory=set)
 
     @property
     def id(self) -> str:
         return point_id(self.values)
 
-    def write_hydra_files(self, config: Mapping) -> None:
+    def write_hydra_files(self) -> None:
         """The `.hydra/` files a sequential multirun job would have had (packed points have no Hydra job)."""
         hydra_dir = self.recorder.dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(dict(config)), hydra_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.create(self.config), hydra_dir / "config.yaml")
         OmegaConf.save(OmegaConf.create(self.overrides), hydra_dir / "overrides.yaml")
 
 

@@ -206,3 +206,18 @@ def test_each_parallel_job_claims_its_own_gpu(tmp_path, monkeypatch):
     assert third == first
     claim1.close()
     claim2.close()
+
+
+def test_each_packed_point_logs_its_own_config(tmp_path):
+    """W&B (any logger) gets a point's own config, with one η, not the packed job's list."""
+    from unittest import mock
+
+    from dps_exp.config import resolve
+    from dps_exp.experiment import Run
+    from dps_exp.tracking import Logger
+    from tests.helpers import compose
+
+    seen = []
+    with mock.patch.object(Logger, "start", lambda self, config, out_dir, name: seen.append(config)):
+        Run(resolve(compose([*FAST, "sampler.eta=[0.5,1]"])), tmp_path).execute()
+    assert [c["sampler"]["eta"] for c in seen] == [0.5, 1]
