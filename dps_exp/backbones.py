@@ -10,7 +10,6 @@ torchmetrics: nothing to fetch.)
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,7 +18,6 @@ import torch
 from dps_exp.errors import UserError
 
 log = logging.getLogger(__name__)
-HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")  # torchvision names its files by a sha256 prefix
 
 
 class BackboneError(UserError):
@@ -63,7 +61,7 @@ def ensure_backbone(name: str, metric: str, without: str = "") -> Path:
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = HASH_PREFIX.search(path.name) if check else None
+    prefix = torch.hub.HASH_REGEX.search(path.name) if check else None  # torchvision's sha256-prefix names
     try:
         log.info("downloading the %s backbone for %s: %s -> %s", name, metric, url, path)
         torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix.group(1) if prefix else None)

@@ -27,7 +27,18 @@ from dps_exp.devices import layout_advice, resolve_device
 from dps_exp.draws import Draw, Unit, exact_posteriors, sampler_stream, set_scores
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
-from dps_exp.points import Point, dirname, expand, flatten, get_dotted, overrides_for, point_dirs, point_id, with_values
+from dps_exp.points import (
+    Point,
+    dirname,
+    expand,
+    flatten,
+    get_dotted,
+    overrides_for,
+    point_dirs,
+    point_id,
+    sweep_group,
+    with_values,
+)
 from dps_exp.report import fid_from_disk
 from dps_exp.schedule import Schedule
 from dps_exp.tracking import Recorder, aggregate, counts
@@ -93,8 +104,7 @@ class Run:
     """One job: every (image, sweep point) pair of `data` × points, each point recorded in its directory.
 
     `out_dir` is the job's directory; `sweep_dir` the multirun's (for points packed by the sweeper);
-    `overrides` the job's command-line overrides (to name points as a sequential multirun would);
-    `group` the W&B group (default: the sweep directory's name, when in a sweep).
+    `overrides` the job's command-line overrides (to name points as a sequential multirun would).
     """
 
     def __init__(
@@ -103,7 +113,6 @@ class Run:
         out_dir: Path,
         sweep_dir: Path | None = None,
         overrides: Sequence[str] = (),
-        group: str | None = None,
     ):
         validate(spec)
         self.spec = spec
@@ -121,7 +130,7 @@ class Run:
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
         if advice := layout_advice(self.device, self.denoiser.channels_last, self.settings.compile):
             log.warning(advice)
-        self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides), group)
+        self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides))
         self.samples: int = spec["sampler"].get("samples", 1)
         self.pending: dict[str, Unit] = {}
 
@@ -129,12 +138,11 @@ class Run:
     def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
         return cls(resolve(cfg), Path(out_dir), **kwargs)
 
-    def make_points(self, out_dir: Path, sweep_dir: Path | None, overrides: list[str], group: str | None):
+    def make_points(self, out_dir: Path, sweep_dir: Path | None, overrides: list[str]):
         values = expand(self.spec, self.per_sample)
         dirs = point_dirs(len(values), out_dir, sweep_dir, self.settings.sweep_jobs)
         listed = [k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)]
-        if group is None and sweep_dir is not None:
-            group = f"{Path(sweep_dir).parent.name}/{Path(sweep_dir).name}"
+        group = sweep_group(sweep_dir) if sweep_dir is not None else None
         points = []
         for vals, directory in zip(values, dirs, strict=True):
             point_overrides = overrides_for(overrides, vals, listed)
@@ -254,6 +262,7 @@ class Run:
         seconds = (time.perf_counter() - tic) / len(chunk)
 
         exact = exact_posteriors(self.denoiser, physics, y, x.shape[1:]) if self.samples > 1 else None
+        x_host = result.x.cpu()
         y_img = to_unit(physics.to_image(y)).cpu()
         states = {k: v.cpu() for k, v in physics.state().items()}
         for b, (item, point, draw) in enumerate(chunk):
@@ -262,11 +271,11 @@ class Run:
                 state = {k: v[b] for k, v in states.items()}
                 self.pending[key] = Unit(item, point, images[b], y_img[b], state, exact[b] if exact else None)
             unit = self.pending[key]
-            unit.draws.append(Draw(draw, result.x[b].cpu(), diverged_at[b], {k: v[b] for k, v in scores.items()}))
+            unit.draws.append(Draw(draw, x_host[b], diverged_at[b], {k: v[b] for k, v in scores.items()}))
             unit.seconds += seconds
             if len(unit.draws) == self.samples:
                 self.record(self.pending.pop(key), len(sampler.timesteps(self.schedule)))
-        return x_hat.cpu()
+        return to_unit(x_host)
 
     def record(self, unit: Unit, nfe: int) -> None:
         """Write one (image, point) row, its pictures and operator, from its draws."""
@@ -281,7 +290,7 @@ class Run:
         metrics = {k: (float("nan") if diverged is not None else v) for k, v in unit.first.scores.items()}
         if self.samples > 1 and diverged is None:
             gen = torch.Generator().manual_seed(batch.stream_seed(point.values["seed"], item.index, "posterior"))
-            metrics |= set_scores(unit, self.metrics, gen)
+            metrics |= set_scores(unit, lambda x, ref: self.metrics(x.to(self.device), ref.to(self.device)), gen)
         row = self.base_row(item, point) | {
             "status": "ok" if diverged is None else "diverged",
             "diverged_step": diverged,

@@ -82,6 +82,11 @@ def overrides_for(job_overrides: Sequence[str], values: Mapping[str, Any], liste
     return out + [f"{k}={values[k]}" for k in listed if k not in seen]
 
 
+def sweep_group(sweep_dir: Path) -> str:
+    """The W&B group of a sweep's runs (and of its report): `<date>/<time>` of the sweep directory."""
+    return f"{Path(sweep_dir).parent.name}/{Path(sweep_dir).name}"
+
+
 def dirname(overrides: Sequence[str]) -> str:
     """Hydra's `override_dirname`: the overrides sorted and joined with commas."""
     return ",".join(sorted(overrides))

@@ -13,6 +13,12 @@ from torch import Tensor
 from dps_exp.posterior import Mixture
 
 
+def random_directions(n: int, d: int, generator: torch.Generator | None) -> Tensor:
+    """n unit vectors in R^d, uniform on the sphere, float64."""
+    theta = torch.randn(n, d, generator=generator, dtype=torch.float64)
+    return theta / theta.norm(dim=1, keepdim=True)
+
+
 def sliced_wasserstein(
     x: Tensor, y: Tensor, directions: int | Tensor = 256, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -26,11 +32,7 @@ def sliced_wasserstein(
     """
     x, y = x.flatten(1).double(), y.flatten(1).double()
     d = x.shape[1]
-    if isinstance(directions, int):
-        theta = torch.randn(directions, d, generator=generator, dtype=torch.float64)
-        theta = theta / theta.norm(dim=1, keepdim=True)
-    else:
-        theta = directions.double()
+    theta = random_directions(directions, d, generator) if isinstance(directions, int) else directions.double()
     px, _ = (x @ theta.T).sort(dim=0)  # (N, L)
     py, _ = (y @ theta.T).sort(dim=0)  # (M, L)
     n, m = px.shape[0], py.shape[0]
@@ -88,8 +90,7 @@ def posterior_metrics(
         ref = post.sample(reference, generator)[0]
         fresh = post.sample(N, generator)[0]
         # the same directions for the score and its floor, so they differ only by the samples
-        theta = torch.randn(directions, d, generator=generator, dtype=torch.float64)
-        theta = theta / theta.norm(dim=1, keepdim=True)
+        theta = random_directions(directions, d, generator)
         rows["sliced_w2"].append(sliced_wasserstein(samples[b], ref, theta))
         rows["sliced_w2_floor"].append(sliced_wasserstein(fresh, ref, theta))
         rows["coverage"].append(coverage(samples[b], x_true[b]))

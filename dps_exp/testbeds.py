@@ -19,6 +19,7 @@ from dps_exp.config import Range, build, target_of
 from dps_exp.data import Item
 from dps_exp.errors import DataError
 from dps_exp.posterior import prior_mixture
+from dps_exp.schedule import LinearSchedule
 
 
 class PriorSamples:
@@ -45,7 +46,7 @@ class PriorSamples:
                 f"data=prior_samples needs a prior with an exact posterior (denoiser=gmm or "
                 f"gaussian), not {node['_target_']}"
             )
-        self.prior = build(node)
+        self.prior = build(node, schedule=LinearSchedule())  # its samples are clean images: no schedule is used
         channels = self.prior.shape[0] if hasattr(self.prior, "shape") else self.prior.mean.shape[1]
         shape = (channels, size, size)
         if getattr(self.prior, "shape", shape) != shape:

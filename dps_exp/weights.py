@@ -37,12 +37,9 @@ class Checkpoint:
         return {"source": self.source, "sha256": self.sha256}
 
 
-def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify(path: Path, sha256: str | None, size: int | None, what: str) -> str:

@@ -41,7 +41,7 @@ def run_demo(out: Path, gaussian_step_size: float) -> None:
     ):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=["experiment=demo", "logger=none", *extra])
-        summary = Run(resolve(cfg), out / name, name=name).execute()
+        (summary,) = Run(resolve(cfg), out / name).execute()
         print(name, f"{summary['metrics']['psnr']['mean']:.2f} dB", f"{summary['wall_time_s']:.0f} s")
 
 
@@ -205,7 +205,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["demo", "figures"])
     p.add_argument("--demo", type=Path, default=Path("outputs/docs/demo"))
-    p.add_argument("--gaussian-step-size", type=float, default=20.0)
+    p.add_argument("--gaussian-step-size", type=float, default=10.0)
     p.add_argument("--eval", type=Path, nargs="*", default=[Path("outputs/eval/natural32")])
     p.add_argument("--prior", default="natural32")
     p.add_argument("--gmm", type=Path, default=Path("outputs/testbed/gmm/results.jsonl"))

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dps_exp.points import sweep_group  # noqa: E402
 from dps_exp.report import collect, run_dirs, table, to_csv, to_markdown  # noqa: E402
 
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
@@ -75,7 +76,7 @@ def log_to_wandb(runs: list[dict], columns, rows, images: list[Path], sweep_dir:
     run = wandb.init(
         project=logger.get("project"),
         entity=logger.get("entity"),
-        group=logger.get("group") or f"{sweep_dir.parent.name}/{sweep_dir.name}",
+        group=logger.get("group") or sweep_group(sweep_dir),
         name="sweep-report",
         job_type="report",
         mode=logger.get("mode", "offline"),

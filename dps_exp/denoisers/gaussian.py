@@ -11,7 +11,7 @@ from torch import Tensor
 from dps_exp.config import Range
 from dps_exp.denoisers.base import Denoiser, Prediction
 from dps_exp.errors import ConfigError
-from dps_exp.schedule import LinearSchedule, Schedule
+from dps_exp.schedule import Schedule
 
 
 class StationaryGaussian(Denoiser):
@@ -31,14 +31,14 @@ class StationaryGaussian(Denoiser):
 
     def __init__(
         self,
-        schedule: Schedule | None = None,
+        schedule: Schedule,
         alpha: Annotated[float, Range(0, 6)] = 3.0,
         std: Annotated[float, Range(0, None, lo_open=True)] = 0.5,
         color_correlation: Annotated[float, Range(-0.5, 1, lo_open=True, hi_open=True)] = 0.8,
         mean: Sequence[float] = (0.0, -0.15, -0.25),
         cutoff: Annotated[float, Range(0, None, lo_open=True)] = 1.0,
     ):
-        super().__init__(schedule or LinearSchedule())  # a run supplies its own; the default serves data=prior_samples
+        super().__init__(schedule)
         self.alpha, self.cutoff = alpha, cutoff
         channels = len(mean)
         rho = color_correlation

@@ -12,7 +12,7 @@ from torch import Tensor
 from dps_exp.config import Range
 from dps_exp.denoisers.base import Denoiser, Prediction
 from dps_exp.errors import ConfigError
-from dps_exp.schedule import LinearSchedule, Schedule
+from dps_exp.schedule import Schedule
 
 
 class GaussianMixture(Denoiser):
@@ -36,7 +36,7 @@ class GaussianMixture(Denoiser):
 
     def __init__(
         self,
-        schedule: Schedule | None = None,
+        schedule: Schedule,
         channels: Annotated[int, Range(1, 3)] = 1,
         image_size: Annotated[int, Range(1, 16)] = 8,
         components: Annotated[int, Range(1, 64)] = 4,
@@ -48,7 +48,7 @@ class GaussianMixture(Denoiser):
         means: Sequence[Sequence[float]] | None = None,
         covariances: Sequence[Sequence[Sequence[float]]] | None = None,
     ):
-        super().__init__(schedule or LinearSchedule())
+        super().__init__(schedule)
         self.shape = (channels, image_size, image_size)
         d, K = channels * image_size**2, components
         gen = torch.Generator().manual_seed(seed)
