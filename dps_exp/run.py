@@ -11,6 +11,7 @@ import math
 import signal
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,17 @@ from dps_exp.resume import RESUME_FLAGS, previous_dir, without_resume
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("dps_exp")
+
+
+def compose(overrides: Sequence[str] = ()) -> dict:
+    """The resolved config these overrides give, composed from conf/ as the command line would (for scripts)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from dps_exp.config import resolve
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
 def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done

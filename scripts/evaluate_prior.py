@@ -23,11 +23,11 @@ import torch.nn.functional as F
 
 from dps_exp import batch
 from dps_exp.baselines import linear_inpaint
-from dps_exp.config import build, resolve
+from dps_exp.config import build
 from dps_exp.experiment import to_signed, to_unit
 from dps_exp.metrics import psnr
 from dps_exp.posterior import exact_posterior
-from dps_exp.run import CONF_DIR
+from dps_exp.run import compose
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 
 SIGMA = 0.05  # measurement noise on the [-1, 1] scale, as every task of the paper
@@ -42,17 +42,10 @@ def task_overrides(task: str) -> list[str]:
     raise SystemExit(f"unknown task {task!r}: inpaintNN (keep NN%) or sr4")
 
 
-def compose_spec(overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return resolve(compose(config_name="config", overrides=overrides))
-
-
 def physics_for(task: str, shape, indices: list[int], seed: int):
     """The task's operator drawn for `shape`, sample b drawing from crop indices[b]'s streams (so the
     samples of one crop share their operator)."""
-    physics = build(compose_spec(task_overrides(task))["physics"])
+    physics = build(compose(task_overrides(task))["physics"])
     return physics.draw(shape, batch.generators([seed] * len(indices), indices, "operator"), torch.device("cpu"))
 
 
@@ -110,7 +103,7 @@ def dps_samples(task, prior, schedule, x, steps, step_size, samples, seed, eta=1
 
 def load_prior(name: str, schedule):
     """The `denoiser=NAME` option, built as a run builds it (frozen, eval mode)."""
-    spec = compose_spec([f"denoiser={name}"])
+    spec = compose([f"denoiser={name}"])
     return build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
 
 
@@ -135,7 +128,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     args.out.mkdir(parents=True, exist_ok=True)
-    schedule = build(compose_spec([])["schedule"])
+    schedule = build(compose([])["schedule"])
     priors = {name: load_prior(name, schedule) for name in ("gaussian", args.prior)}
 
     (tune if args.tune else evaluate)(args, schedule, priors)

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.v2.functional import to_pil_image
 
 from dps_exp import batch
-from dps_exp.config import build, resolve
+from dps_exp.config import build
 from dps_exp.data import SampleImages
 from dps_exp.experiment import flatten, to_signed, to_unit
-from dps_exp.run import CONF_DIR
+from dps_exp.run import CONF_DIR, compose
 
 SIZE = 256
 TITLE = 46
@@ -30,9 +29,7 @@ LABEL = 22
 
 
 def physics_config(option: str, seed: int) -> dict:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"physics={option}", f"seed={seed}", "logger=none"])
-    return resolve(cfg)["physics"]
+    return compose([f"physics={option}", f"seed={seed}", "logger=none"])["physics"]
 
 
 def state_picture(name: str, v: torch.Tensor) -> Image.Image:

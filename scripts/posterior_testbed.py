@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from dps_exp import batch
-from dps_exp.config import build, resolve
+from dps_exp.config import build
 from dps_exp.experiment import to_signed, to_unit
 from dps_exp.metrics import psnr
 from dps_exp.posterior import exact_posterior
 from dps_exp.posterior_metrics import posterior_metrics
-from dps_exp.run import CONF_DIR
+from dps_exp.run import compose
 from dps_exp.samplers.dps import DPS
 
 
@@ -40,8 +39,7 @@ def spec_for(args) -> dict:
         f"physics.noise.sigma={args.sigma}",
         *args.overrides,
     ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return resolve(compose(config_name="config", overrides=overrides))
+    return compose(overrides)
 
 
 def main() -> None:

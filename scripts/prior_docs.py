@@ -29,19 +29,14 @@ PAD = 2  # torchvision make_grid's padding in the run's panels
 
 
 def run_demo(out: Path, gaussian_step_size: float) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from dps_exp.config import resolve
     from dps_exp.experiment import Run
-    from dps_exp.run import CONF_DIR
+    from dps_exp.run import compose
 
     for name, extra in (
         ("natural32", []),
         ("gaussian", ["denoiser=gaussian", f"sampler.step_size={gaussian_step_size}"]),
     ):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=["experiment=demo", "logger=none", *extra])
-        (summary,) = Run(resolve(cfg), out / name).execute()
+        (summary,) = Run(compose(["experiment=demo", "logger=none", *extra]), out / name).execute()
         print(name, f"{summary['metrics']['psnr']['mean']:.2f} dB", f"{summary['wall_time_s']:.0f} s")
 
 
