@@ -59,12 +59,12 @@ def verify(path: Path, sha256: str | None, size: int | None, what: str) -> str:
     return actual
 
 
-def local_file(path: str, sha256: str | None = None) -> Checkpoint:
-    """A checkpoint on disk (`denoiser.checkpoint=PATH`), checked against `sha256` when given."""
+def local_file(path: str) -> Checkpoint:
+    """A checkpoint on disk (`denoiser.checkpoint=PATH`), with its sha256."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"denoiser.checkpoint={path!r} does not exist (or is not a file)")
-    return Checkpoint(p, verify(p, sha256, None, "checkpoint"), str(p.resolve()))
+    return Checkpoint(p, file_sha256(p), str(p.resolve()))
 
 
 def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Checkpoint:

@@ -36,9 +36,9 @@ class PretrainedADM(Denoiser):
         checkpointing: bool = False,
     ):
         super().__init__(schedule)
-        ckpt = local_file(checkpoint, sha256) if checkpoint else hub_file(repo_id, filename, revision)
-        if sha256 is not None and ckpt.sha256 != sha256:
-            raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, but denoiser.sha256={sha256}")
+        ckpt = local_file(checkpoint) if checkpoint else hub_file(repo_id, filename, revision)
+        if sha256 is not None and ckpt.sha256 != sha256:  # the pin, for a local file and a Hub one alike
+            raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, expected {sha256} (denoiser.sha256)")
         self.net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
         self.provenance = ckpt.describe()
 

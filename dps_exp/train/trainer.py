@@ -224,7 +224,12 @@ class Trainer:
             "name": self.name,
             "network": "dps_exp.denoisers.adm.ADMUNet",
             "parameterisation": "epsilon (fixed variance: sample with sampler.variance=eta)",
-            "schedule": {"kind": "linear", "beta_start": 1e-4, "beta_end": 2e-2, "num_train_steps": 1000},
+            "schedule": {
+                "kind": "linear",
+                "beta_start": float(self.schedule.betas[0]),
+                "beta_end": float(self.schedule.betas[-1]),
+                "num_train_steps": self.schedule.num_train_steps,
+            },
             "architecture": self.cfg.to_dict(),
             "parameters": count_parameters(self.ema),
             "data": self.data.describe(),
