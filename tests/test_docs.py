@@ -47,7 +47,8 @@ def commands(block: str, variables: dict[str, str]) -> list[tuple[str, list[str]
         for program, config in PROGRAMS.items():
             if program in line:
                 for loop in loops:
-                    expanded = re.sub(r"\$(\w+)", lambda v: {**variables, **loop}[v[1]], line)
+                    values = {**variables, **loop}
+                    expanded = re.sub(r"\$(\w+)", lambda v, values=values: values[v[1]], line)
                     found.append((config, shlex.split(expanded.split(program, 1)[1])))
     return found
 
