@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-RESUME_FLAGS = {"resume=true", "resume=True", "+resume=true"}
+
+def resume_requested(overrides: Sequence[str]) -> bool:
+    """Whether the overrides set `resume` true, however written (`resume=true`, `+resume=True`, `++resume=TRUE`)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return False  # Hydra reports the bad override itself
+    return any(o.key_or_group == "resume" and o.value() is True for o in parsed)
 
 
 def without_resume(overrides: Sequence[str]) -> list[str]:
-    return [o for o in overrides if not o.lstrip("+").startswith("resume=")]
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != "resume"]
 
 
 def previous_dir(root: Path, overrides: Sequence[str], sweep: bool) -> Path | None:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from dps_exp.errors import UserError
 from dps_exp.experiment import Run
-from dps_exp.resume import RESUME_FLAGS, previous_dir, without_resume
+from dps_exp.resume import previous_dir, resume_requested, without_resume
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("dps_exp")
@@ -82,7 +82,7 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
     (Sweeps resume in the vectorized sweeper, which picks the sweep directory itself.)
     """
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    if not RESUME_FLAGS & set(overrides) or {"-m", "--multirun"} & set(argv):
+    if not resume_requested(overrides) or {"-m", "--multirun"} & set(argv):
         return argv
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         return argv

@@ -108,6 +108,33 @@ def test_interrupted_run_keeps_finished_rows_and_resumes_without_duplicates(tmp_
     assert [r["metrics"] for r in rows] == [r["metrics"] for r in again]
 
 
+def test_resume_true_continues_the_newest_run_with_the_same_overrides(tmp_path):
+    """A single run with `resume=true`, from the command line: it goes on in the earlier run's directory (a
+    longer data.limit adds rows there), while other overrides start a new directory."""
+    from tests.helpers import cli
+
+    args = ["experiment=demo", "denoiser=gaussian", "data.size=16", "sampler.steps=3", "logger=none", "progress=false"]
+    assert cli(*args, "data.limit=1", "hydra.run.dir=outputs/day/first", cwd=tmp_path).returncode == 0
+    # the same overrides as recorded there (hydra.run.dir is not a task override), however resume is spelt
+    proc = cli(*args, "data.limit=1", "++resume=TRUE", cwd=tmp_path)
+    assert proc.returncode == 0 and "resume=true: continuing outputs/day/first" in proc.stderr
+    rows = (tmp_path / "outputs/day/first/results.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # nothing recomputed, nothing duplicated
+    other = cli(*args, "data.limit=2", "resume=true", cwd=tmp_path)
+    assert other.returncode == 0 and "no earlier run with these overrides" in other.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, wanted",
+    [(["resume=true"], True), (["+resume=True"], True), (["++resume=TRUE"], True), (["resume=false"], False),
+     (["x=1"], False), (["resume=yes"], False), (["bad=[unclosed"], False)],
+)  # fmt: skip
+def test_resume_flag_spellings(overrides, wanted):
+    from dps_exp.resume import resume_requested
+
+    assert resume_requested(overrides) is wanted
+
+
 def test_a_torn_last_line_is_dropped(tmp_path):
     s = spec("data.limit=1")
     Run(s, tmp_path).execute()

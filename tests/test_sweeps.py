@@ -221,3 +221,15 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
     with mock.patch.object(Logger, "start", lambda self, config, out_dir, name: seen.append(config)):
         Run(resolve(compose([*FAST, "sampler.eta=[0.5,1]"])), tmp_path).execute()
     assert [c["sampler"]["eta"] for c in seen] == [0.5, 1]
+
+
+def test_sweep_params_from_a_config_expand_as_the_basic_sweepers(tmp_path):
+    """`hydra.sweeper.params` (a sweep written in a config) comes first, then the command line's, as Hydra's
+    basic sweeper orders them; the points are packed all the same."""
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *FAST, 'hydra.sweeper.params={sampler.eta:"0.5,1"}', "sampler.step_size=5,20",
+               f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sweep_jobs=[0,1,2,3]" in proc.stdout + proc.stderr  # one packed job
+    points = {name: (rows[0]["point"]["sampler.eta"], rows[0]["point"]["sampler.step_size"]) for name, rows in rows_of(sweep).items()}  # fmt: skip
+    assert points == {"0": (0.5, 5), "1": (0.5, 20), "2": (1, 5), "3": (1, 20)}

@@ -15,11 +15,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +26,19 @@ def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-class VectorizedSweeper(Sweeper):
-    def __init__(self, vectorize: bool = True, points_per_job: int | None = None):
+class VectorizedSweeper(BasicSweeper):
+    """Hydra's basic sweeper (its set-up, its expansion, `hydra.sweeper.params` in a config) that packs jobs."""
+
+    def __init__(self, vectorize: bool = True, points_per_job: int | None = None, params: dict | None = None):
+        super().__init__(max_batch_size=None, params=params)
         self.vectorize, self.points_per_job = vectorize, points_per_job
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.launcher = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
-
-    # -----------------------------------------------------------------------------------------------------
 
     def expand(self, arguments: list[str]) -> list[list[str]]:
-        """Every job's overrides, in the basic sweeper's order (its index is the job number)."""
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-        overrides = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
-        return BasicSweeper.split_arguments(overrides, None)[0]
+        """Every job's overrides, in the basic sweeper's order (its index is the job number): the config's
+        `hydra.sweeper.params` first, then the command line's, as the basic sweeper does."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        return self.split_arguments(overrides, None)[0]
 
     def compose(self, job: list[str]) -> dict:
         """The job's task config, resolved (as the Run will see it)."""
