@@ -68,21 +68,29 @@ class Unit:
         return torch.stack([d.x for d in sorted(self.draws, key=lambda d: d.number)])
 
 
-def exact_posteriors(prior, physics: Physics, y: Tensor, shape) -> Mixture | None:
-    """The batch's exact posteriors, or None when this prior / operator / noise has none (said once)."""
-    if not hasattr(prior, "mixture"):
-        return None
-    if not isinstance(physics, LinearPhysics):
-        reason = f"{type(physics).__name__} is not linear"
-    else:
-        try:
-            return exact_posterior(prior, physics, y, shape=tuple(shape))
-        except ConfigError as err:
-            reason = str(err)
-    if not getattr(exact_posteriors, "warned", False):
-        log.warning("no exact posterior (%s): recording the draws' sample-mean scores only", reason)
-        exact_posteriors.warned = True
-    return None
+class ExactPosteriors:
+    """A run's exact posteriors, for the (image, point) units a batch starts; none where the prior, operator or
+    noise has none (said once per run)."""
+
+    def __init__(self, prior):
+        self.prior, self.warned = prior, False
+
+    def __call__(self, physics: Physics, y: Tensor, shape, rows: list[int]) -> dict[int, Mixture]:
+        """{batch row: its posterior} for `rows`; empty when there is none."""
+        if not rows or not hasattr(self.prior, "mixture"):
+            return {}
+        if not isinstance(physics, LinearPhysics):
+            reason = f"{type(physics).__name__} is not linear"
+        else:
+            try:
+                posteriors = exact_posterior(self.prior, physics, y, shape=tuple(shape), rows=rows)
+                return {b: posteriors[j] for j, b in enumerate(rows)}
+            except ConfigError as err:
+                reason = str(err)
+        if not self.warned:
+            log.warning("no exact posterior (%s): recording the draws' sample-mean scores only", reason)
+            self.warned = True
+        return {}
 
 
 def set_scores(unit: Unit, score: Callable[[Tensor, Tensor], Mapping[str, Tensor]], generator) -> dict[str, float]:

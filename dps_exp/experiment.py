@@ -24,7 +24,7 @@ from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys
 from dps_exp.data import Images, Item
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.devices import layout_advice, resolve_device
-from dps_exp.draws import Draw, Unit, exact_posteriors, sampler_stream, set_scores
+from dps_exp.draws import Draw, ExactPosteriors, Unit, sampler_stream, set_scores
 from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
 from dps_exp.points import (
@@ -133,6 +133,7 @@ class Run:
         self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides))
         self.samples: int = spec["sampler"].get("samples", 1)
         self.pending: dict[str, Unit] = {}
+        self.exact_posteriors = ExactPosteriors(self.denoiser)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
@@ -261,15 +262,16 @@ class Run:
         diverged_at = result.diverged_at.cpu().tolist()
         seconds = (time.perf_counter() - tic) / len(chunk)
 
-        exact = exact_posteriors(self.denoiser, physics, y, x.shape[1:]) if self.samples > 1 else None
+        keys, first = [self.row_key(item, point) for item, point, _ in chunk], {}
+        starts = [b for b, key in enumerate(keys) if key not in self.pending and first.setdefault(key, b) == b]
+        exact = self.exact_posteriors(physics, y, x.shape[1:], starts) if self.samples > 1 else {}
         x_host = result.x.cpu()
         y_img = to_unit(physics.to_image(y)).cpu()
         states = {k: v.cpu() for k, v in physics.state().items()}
-        for b, (item, point, draw) in enumerate(chunk):
-            key = self.row_key(item, point)
-            if key not in self.pending:
+        for b, (key, (item, point, draw)) in enumerate(zip(keys, chunk, strict=True)):
+            if b in starts:
                 state = {k: v[b] for k, v in states.items()}
-                self.pending[key] = Unit(item, point, images[b], y_img[b], state, exact[b] if exact else None)
+                self.pending[key] = Unit(item, point, images[b], y_img[b], state, exact.get(b))
             unit = self.pending[key]
             unit.draws.append(Draw(draw, x_host[b], diverged_at[b], {k: v[b] for k, v in scores.items()}))
             unit.seconds += seconds

@@ -138,16 +138,21 @@ def condition(prior: Mixture, A: Tensor, y: Tensor, sigma: Tensor) -> Mixture:
     return Mixture(weights, means, covs, prior.shape)
 
 
-def exact_posterior(prior, physics: Physics, y: Tensor, shape: Sequence[int] | None = None) -> ExactPosterior:
+def exact_posterior(
+    prior, physics: Physics, y: Tensor, shape: Sequence[int] | None = None, rows: Sequence[int] | None = None
+) -> ExactPosterior:
     """p(x0 | y) for each of the B measurements y (as `physics.measure` returns them, any device) under the
-    drawn linear `physics` with Gaussian noise. `shape` (C, H, W) of the images: by default the prior's own
-    (the GMM has one; the stationary Gaussian, defined at any size, needs it). Float64, on the CPU."""
+    drawn linear `physics` with Gaussian noise, or for the batch `rows` only. `shape` (C, H, W) of the images:
+    by default the prior's own (the GMM has one; the stationary Gaussian, defined at any size, needs it).
+    Float64, on the CPU."""
     shape = tuple(shape or getattr(prior, "shape", ()))
     if len(shape) != 3:
         raise ConfigError(f"{type(prior).__name__} is defined at any size: pass the image shape (C, H, W)")
     B = y.shape[0]
-    A, y = dense_operator(physics, shape, B, y.device), y.flatten(1).double().cpu()
+    A, y, sigma = dense_operator(physics, shape, B, y.device), y.flatten(1).double().cpu(), noise_std(physics, B)
+    if rows is not None:  # conditioning (a Cholesky per row and component) is the cost: only where it is used
+        A, y, sigma = A[list(rows)], y[list(rows)], sigma[list(rows)]
     # rows that no sample's operator uses (pixels masked everywhere) measure only noise: the same factor for
     # every component, so dropping them changes nothing but the cost (inpainting one image keeps m ≈ kept pixels)
     used = A.abs().amax(dim=(0, 2)) > 0
-    return condition(prior_mixture(prior, shape), A[:, used], y[:, used], noise_std(physics, B))
+    return condition(prior_mixture(prior, shape), A[:, used], y[:, used], sigma)

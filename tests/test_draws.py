@@ -56,3 +56,12 @@ def test_the_gaussian_prior_has_an_exact_posterior_under_super_resolution(tmp_pa
     Run(spec, tmp_path).execute()
     (row,) = rows(tmp_path)
     assert {"mean_rmse", "sliced_w2", "coverage", "psnr_of_mean"} <= set(row["metrics"])
+
+
+def test_no_exact_posterior_is_said_once_per_run(tmp_path, caplog):
+    """The GMM under Poisson noise has no exact posterior: each run says so once, whatever its batches."""
+    spec = resolve(compose([*GMM, "physics/noise=poisson", "sampler.samples=2", "data.batch_size=2", "sampler.steps=3"]))  # fmt: skip
+    for name in ("a", "b"):
+        Run(spec, tmp_path / name).execute()
+    assert caplog.text.count("no exact posterior (the exact posterior needs Gaussian noise") == 2
+    assert "mean_rmse" not in rows(tmp_path / "a")[0]["metrics"]

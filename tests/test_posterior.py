@@ -88,6 +88,19 @@ def test_exact_samples_have_the_posterior_mean_and_covariance(schedule):
     assert torch.allclose(s.T.cov(), post.covariance[0], atol=0.03 * post.covariance[0].diagonal().max())
 
 
+def test_posteriors_of_some_rows_are_those_rows_of_the_whole_batch(schedule):
+    """`rows` conditions only the rows asked for (a run asks for the units a batch starts), per-sample σ too."""
+    prior = GaussianMixture(schedule, channels=1, image_size=3, components=2, seed=1)
+    sigma = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    physics = RandomInpainting(mask=0.6, noise=Noise(sigma=sigma)).draw((4, 1, 3, 3), gens(4), "cpu")
+    x = prior_mixture(prior, prior.shape).sample(4, torch.Generator().manual_seed(2))[0].float()
+    y = physics.measure(x, gens(4, 10))
+    whole, some = exact_posterior(prior, physics, y), exact_posterior(prior, physics, y, rows=[3, 1])
+    for j, b in enumerate([3, 1]):
+        for field in ("weights", "means", "covariances"):
+            assert torch.allclose(getattr(some[j], field), getattr(whole[b], field), atol=1e-10)
+
+
 def test_a_noiseless_pixel_has_no_posterior_variance_and_nonlinear_operators_are_refused(schedule):
     prior = GaussianMixture(schedule, channels=1, image_size=3, components=2)
     physics = RandomInpainting(mask=0.5, noise=Noise(kind="none")).draw((1, 1, 3, 3), gens(1), "cpu")
