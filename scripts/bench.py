@@ -118,6 +118,7 @@ def run_one(cfg: dict) -> dict:
 
     device, batch, size, steps = cfg["device"], cfg["batch"], cfg["size"], cfg["steps"]
     torch.set_num_threads(cfg["threads"])
+    torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]  # time cuDNN's algorithms once per shape, keep the best
     ref, net = build_models(cfg["arch"], device)
     if cfg["loop"] == "tutorial":
 
@@ -170,13 +171,16 @@ def configurations(args) -> list[dict]:
         warmup=args.warmup, repeats=args.repeats,
     )  # fmt: skip
     configs = [
-        {**base, "loop": "tutorial", "batch": b, "precision": "fp32", "compile": False, "channels_last": False}
+        {**base, "loop": "tutorial", "batch": b, "precision": "fp32", "compile": False, "channels_last": False,
+         "cudnn_benchmark": False}
         for b in args.tutorial_batch
-    ]
-    for b, p, c, cl in itertools.product(args.batch, args.precision, args.compile, args.channels_last):
+    ]  # fmt: skip
+    options = itertools.product(args.batch, args.precision, args.compile, args.channels_last, args.cudnn_benchmark)
+    for b, p, c, cl, cb in options:
         configs.append(
-            {**base, "loop": "ours", "batch": b, "precision": p, "compile": c == "on", "channels_last": cl == "on"}
-        )
+            {**base, "loop": "ours", "batch": b, "precision": p, "compile": c == "on", "channels_last": cl == "on",
+             "cudnn_benchmark": cb == "on"}
+        )  # fmt: skip
     return configs
 
 
@@ -192,15 +196,15 @@ def table(results: list[dict], device_name: str) -> str:
         f"Device: {device_name}. One DPS step (forward + input-gradient backward + update), "
         f"{results[0]['arch']} UNet architecture, {results[0]['size']}×{results[0]['size']}, random weights.",
         "",
-        "| loop | batch | precision | compile | channels_last | s/step | s/step per image | peak MB "
-        "| × tutorial, same batch | × tutorial per image |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| loop | batch | precision | compile | channels_last | cudnn.benchmark | s/step | s/step per image "
+        "| peak MB | × tutorial, same batch | × tutorial per image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per_image = r["s_per_step"] / r["batch"]
-        onoff = ["on" if r[k] else "off" for k in ("compile", "channels_last")]
+        onoff = ["on" if r.get(k) else "off" for k in ("compile", "channels_last", "cudnn_benchmark")]
         lines.append(
-            f"| {r['loop']} | {r['batch']} | {r['precision']} | {onoff[0]} | {onoff[1]} | {r['s_per_step']:.4f} "
+            f"| {r['loop']} | {r['batch']} | {r['precision']} | {onoff[0]} | {onoff[1]} | {onoff[2]} | {r['s_per_step']:.4f} "
             f"| {per_image:.4f} | {r['peak_mb']:.0f} | {ratio(tutorial.get(r['batch']), r['s_per_step'])} "
             f"| {ratio(tutorial.get(1), per_image)} |"
         )
@@ -271,6 +275,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
     parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"])
+    parser.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["on", "off"])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

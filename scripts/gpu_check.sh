@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU check and timing of dps-exp in one call (about 10 minutes on an H200 by the first call's timings;
-# SECTIONS="sync layout sweep paper", what is still open, about 7).
+# SECTIONS="sync layout sweep cudnn paper", what is still open, about 7).
 #   here:    bash scripts/fetch_gpu_wheels.sh
-#   device:  run(command='SECTIONS="sync layout sweep paper" bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=540)
+#   device:  run(command='SECTIONS="sync layout sweep cudnn paper" bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=540)
 # Prints the tables and writes them, with raw JSON lines, under $OUT (or ./gpu_out).
 # A dry run of the plumbing on a CPU: DEVICE=cpu SIZE=32 STEPS=2 bash scripts/gpu_check.sh
 # Some sections only: SECTIONS="sync layout" bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-gpu_out} DEVICE=${DEVICE:-cuda} SIZE=${SIZE:-256} STEPS=${STEPS:-10}
-SECTIONS=${SECTIONS:-sync layout bench compile sweep paper}
+SECTIONS=${SECTIONS:-sync layout bench compile sweep paper cudnn}
 export DEVICE SIZE
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
@@ -67,6 +67,10 @@ want compile && timeout 200 "${bench[@]}" --batch 32 --tutorial-batch 1 --precis
 # 100 steps (~150 s on an H200): long enough that the in-loop column, not start-up, decides the ratio.
 want sweep && timeout 240 python3 scripts/bench.py --sweep 16 1 --device "$DEVICE" --size "$SIZE" --steps $((STEPS * 10)) \
   --precision bf16 2>>"$OUT/log.txt" | tee -a "$report"
+
+# cudnn: torch.backends.cudnn.benchmark (cuDNN times its algorithms for the loop's fixed shapes), eager.
+want cudnn && timeout 100 "${bench[@]}" --batch 8 --tutorial-batch 8 --precision bf16 --channels-last off \
+  --cudnn-benchmark off on 2>>"$OUT/log.txt" | tee -a "$report"
 
 # paper: a paper task end to end through the CLI (random-weight prior, so the metrics mean nothing): wall time.
 want paper || exit 0

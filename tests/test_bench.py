@@ -21,13 +21,15 @@ def bench(*args: str, tmp_path) -> str:
 def test_step_benchmark_compares_against_the_tutorial_and_keeps_each_row(tmp_path):
     out = tmp_path / "bench.jsonl"
     table = bench("--batch", "2", "--tutorial-batch", "1", "--precision", "bf16", "--channels-last", "on", "off",
-                  "--steps", "1", "--warmup", "1", "--repeats", "1", "--out", str(out), tmp_path=tmp_path)  # fmt: skip
+                  "--cudnn-benchmark", "on", "--steps", "1", "--warmup", "1", "--repeats", "1", "--out", str(out),
+                  tmp_path=tmp_path)  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["loop"], r["batch"], r["channels_last"]) for r in rows] == [
-        ("tutorial", 1, False), ("ours", 2, True), ("ours", 2, False)
+    assert [(r["loop"], r["batch"], r["channels_last"], r["cudnn_benchmark"]) for r in rows] == [
+        ("tutorial", 1, False, False), ("ours", 2, True, True), ("ours", 2, False, True)
     ]  # fmt: skip
     assert all(r["s_per_step"] > 0 and r["device_name"] for r in rows)
-    assert "| tutorial | 1 | fp32 | off | off |" in table and "Best per image: batch 2, bf16" in table
+    assert "| tutorial | 1 | fp32 | off | off | off |" in table and "| ours | 2 | bf16 | off | on | on |" in table
+    assert "Best per image: batch 2, bf16" in table
 
 
 def test_sweep_benchmark_reports_wall_and_sampling_time(tmp_path):
