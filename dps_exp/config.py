@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, get_method, instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from dps_exp.errors import ConfigError, UserError
 
@@ -206,7 +206,10 @@ def check_node(node: Mapping, key: str, target: Any | None = None) -> None:
         full = f"{key}.{name}" if key else name
         if name not in params:
             valid = ", ".join(n for n in params if n not in injected) or "none"
-            raise ConfigError(f"{full} is not a key of {key} ({target.__name__}); valid keys: {valid}")
+            where = f"{key} ({target.__name__})" if key else "the top level"
+            raise ConfigError(f"{full} is not a key of {where}; valid keys: {valid}")
+        if value == MISSING:
+            raise ConfigError(f"{full} is required: pass {full}=... ({target.__name__} has no default for it)")
         if isinstance(value, Mapping) and TARGET in value:
             check_node(value, full)
         else:

@@ -29,6 +29,7 @@ from dps_exp.errors import ConfigError, DataError
 from dps_exp.metrics import Metrics
 from dps_exp.points import (
     Point,
+    differences,
     dirname,
     expand,
     flatten,
@@ -130,10 +131,26 @@ class Run:
         self.denoiser.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
         if advice := layout_advice(self.device, self.denoiser.channels_last, self.settings.compile):
             log.warning(advice)
+        self.check_fits(expand(spec, self.per_sample)[0])
         self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides))
         self.samples: int = spec["sampler"].get("samples", 1)
         self.pending: dict[str, Unit] = {}
         self.exact_posteriors = ExactPosteriors(self.denoiser)
+
+    def check_fits(self, values: Mapping[str, Any]) -> None:
+        """Stop before any work when the images do not fit the prior or the operator (a UNet that cannot halve
+        them, a box larger than the image, a blur's padding wider than it): one operator is drawn and applied
+        to a blank image of the run's shape, on the CPU."""
+        shape = (getattr(self.data, "channels", 3), self.data.size, self.data.size)
+        self.denoiser.check_shape(shape)
+        physics = self.build_for_batch("physics", {k: [v] for k, v in values.items()})
+        physics.draw((1, *shape), batch.generators([0], [0], "check"), torch.device("cpu"))
+        try:
+            physics.A(torch.zeros(1, *shape))
+        except RuntimeError as err:
+            raise ConfigError(
+                f"{type(physics).__name__} cannot measure {shape} images: {err}".splitlines()[0]
+            ) from None
 
     @classmethod
     def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
@@ -144,6 +161,7 @@ class Run:
         dirs = point_dirs(len(values), out_dir, sweep_dir, self.settings.sweep_jobs)
         listed = [k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)]
         group = sweep_group(sweep_dir) if sweep_dir is not None else None
+        names = {item.index: Path(item.source).name for item in self.data.items()}
         points = []
         for vals, directory in zip(values, dirs, strict=True):
             point_overrides = overrides_for(overrides, vals, listed)
@@ -158,6 +176,20 @@ class Run:
                 raise ConfigError(
                     f"{directory} already holds results of another configuration (config_id "
                     f"{sorted(map(str, foreign))[0]}, this run is {self.config_id}): choose another output directory"
+                )
+            other = next((r for r in rows if not r["key"].endswith(f"-{point.id}")), None)
+            if other is not None:
+                raise ConfigError(
+                    f"{directory} already holds results of another sweep point "
+                    f"({differences(other.get('point', {}), vals)}): choose another output directory"
+                )
+            moved = next(
+                (r for r in rows if Path(r["source"]).name != names.get(r["index"], Path(r["source"]).name)), None
+            )
+            if moved is not None:  # rows are keyed by image index: resuming over another list would mix images up
+                raise ConfigError(
+                    f"{directory} holds results for another image list (image {moved['index']} was "
+                    f"{Path(moved['source']).name} there, is {names[moved['index']]} now): choose another output directory"
                 )
             point.done = {r["key"] for r in rows}
             if listed:
@@ -191,10 +223,13 @@ class Run:
             if self.row_key(it, p) not in p.done
             for s in draws
         ]
+        if not self.data.items():  # more shards than images: this one finishes with nothing to do
+            log.warning("this shard (data.shard=%s of data.num_shards=%s) holds no image: nothing to run",
+                        getattr(self.data, "shard", 0), getattr(self.data, "num_shards", 1))  # fmt: skip
         for point in self.points:
             point.logger.start(point.config, point.recorder.dir, point.name)
             point.recorder.write_image_list([item.source for item in self.data.items()])
-        status = "interrupted"
+        status = "failed"
         try:
             with tqdm(total=len(jobs), desc="images", unit="img", disable=not self.settings.progress) as bar:
                 for first in range(0, len(jobs), self.data.batch_size):
@@ -203,6 +238,7 @@ class Run:
                     bar.update(len(chunk))
             status = "complete"
         except KeyboardInterrupt:
+            status = "interrupted"
             log.error("interrupted: finished images are recorded; run the same command again to continue")
             raise
         finally:
@@ -270,7 +306,7 @@ class Run:
         states = {k: v.cpu() for k, v in physics.state().items()}
         for b, (key, (item, point, draw)) in enumerate(zip(keys, chunk, strict=True)):
             if b in starts:
-                state = {k: v[b] for k, v in states.items()}
+                state = {k: v[b].clone() for k, v in states.items()}  # a view would save the whole batch
                 self.pending[key] = Unit(item, point, images[b], y_img[b], state, exact.get(b))
             unit = self.pending[key]
             unit.draws.append(Draw(draw, x_host[b], diverged_at[b], {k: v[b] for k, v in scores.items()}))

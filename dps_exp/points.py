@@ -22,9 +22,24 @@ from dps_exp.errors import ConfigError
 from dps_exp.tracking import Logger, Recorder
 
 
+def canonical(value: Any) -> Any:
+    """Numbers as floats, recursively: `step_size=1` and `step_size=1.0` are one setting."""
+    if isinstance(value, Mapping):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 def point_id(values: Mapping[str, Any]) -> str:
-    """A short, stable name for a sweep point (its per-sample values), used in result keys."""
-    return hashlib.sha1(json.dumps(dict(values), sort_keys=True).encode()).hexdigest()[:8]
+    """A short, stable name for a sweep point (its per-sample values, or any config node), used in result keys."""
+    return hashlib.sha1(json.dumps(canonical(dict(values)), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def differences(there: Mapping[str, Any], here: Mapping[str, Any]) -> str:
+    """`key=a there, b here` for each value that differs between two points."""
+    keys = [k for k in {**there, **here} if canonical(there.get(k)) != canonical(here.get(k))]
+    return "; ".join(f"{k}={there.get(k)} there, {here.get(k)} here" for k in keys)
 
 
 def get_dotted(spec: Mapping, key: str) -> Any:

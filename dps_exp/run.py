@@ -39,7 +39,7 @@ def compose(overrides: Sequence[str] = ()) -> dict:
 
 
 def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise KeyboardInterrupt(signum)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -55,6 +55,9 @@ def main(cfg: DictConfig) -> float:
             overrides=list(hc.overrides.task),
         )
         summaries = run.execute()
+    except KeyboardInterrupt as err:  # the Run has said what is kept; exit as the signal would, no traceback
+        signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
+        sys.exit(128 + signum)
     except UserError as err:
         if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
             log.error("%s", err)
@@ -63,7 +66,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
     psnr = statistics.fmean(means) if means else math.nan
-    if math.isnan(psnr) and "psnr" in run.metrics.names:
+    if math.isnan(psnr) and "psnr" in run.metrics.names and any(s["rows"] for s in summaries):
         message = "no image finished with a finite PSNR (every one diverged or was unreadable): see results.jsonl"
         if multirun:
             raise RuntimeError(message)

@@ -53,7 +53,7 @@ class PriorSamples:
             raise DataError(f"data.size={size} does not fit the prior's images {self.prior.shape}")
         self.mixture = prior_mixture(self.prior, shape)
         self.count = min(count, limit) if limit else count
-        self.seed, self.size, self.batch_size = seed, size, batch_size
+        self.seed, self.size, self.batch_size, self.channels = seed, size, batch_size, channels
 
     def items(self) -> list[Item]:
         return [Item(i, f"prior sample {i} (seed {self.seed})") for i in range(self.count)]

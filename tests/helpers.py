@@ -34,6 +34,24 @@ def cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> s
     )
 
 
+def signal_after_rows(rows: int, signum: int) -> str:
+    """Python code (for `python -c CODE ARGS`) that runs `dps_exp.run ARGS` and sends its own process `signum`
+    right after the `rows`-th result row reaches the disk: a kill at a fixed point, whatever the machine's speed."""
+    return f"""
+import os, runpy, sys
+from dps_exp.tracking import Recorder
+append, written = Recorder.append, []
+def append_then_signal(self, row):
+    append(self, row)
+    written.append(row)
+    if len(written) == {rows}:
+        os.kill(os.getpid(), {int(signum)})
+Recorder.append = append_then_signal
+sys.argv = ["dps_exp.run", *sys.argv[1:]]
+runpy.run_module("dps_exp.run", run_name="__main__")
+"""
+
+
 def plant_backbones(torch_home: Path) -> Path:
     """Random metric backbones (LPIPS's VGG16 and AlexNet, FID's Inception) where torchmetrics looks for the
     real ones, under the exact file names, so LPIPS and FID run offline (their values mean nothing).

@@ -16,6 +16,9 @@ INVALID = {
     "sampler.eta=-1": "sampler.eta=-1 is not allowed: it must satisfy 0 ≤ eta ≤ 1",
     "sampler.step_size=-0.1": "sampler.step_size=-0.1 is not allowed: it must satisfy 0 ≤ step_size",
     "physics.noise.sigma=-1": "physics.noise.sigma=-1 is not allowed: it must satisfy 0 ≤ sigma",
+    "data=folder": "data.root is required: pass data.root=... (ImageFolder has no default for it)",
+    "+foo=1": "foo is not a key of the top level; valid keys: seed, device, precision, compile, channels_last, "
+    "progress, resume, sweep_jobs",
 }
 
 

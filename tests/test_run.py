@@ -184,3 +184,88 @@ def test_bad_data_folders_are_named(tmp_path, make, message):
     make(root)
     with pytest.raises(DataError, match=message):
         Run(spec("data=folder", f"data.root={root}"), tmp_path / "out")
+
+
+def test_a_directory_holds_one_point_and_1_is_1_0(tmp_path):
+    """A rerun with another per-sample value is refused (it would mix two points into one summary); the same
+    value written as an integer is the same point, so nothing is recomputed."""
+    Run(spec("data.limit=1", "sampler.step_size=1"), tmp_path).execute()
+    Run(spec("data.limit=1", "sampler.step_size=1.0"), tmp_path).execute()
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(ConfigError, match=r"another sweep point \(sampler.step_size=1 there, 4 here\)"):
+        Run(spec("data.limit=1", "sampler.step_size=4"), tmp_path)
+
+
+def test_resuming_over_another_image_list_is_refused(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in ("a.png", "c.png"):
+        Image.new("RGB", (16, 16), (200, 10, 10)).save(root / name)
+    out = tmp_path / "out"
+    Run(spec("data=folder", f"data.root={root}"), out).execute()
+    Image.new("RGB", (16, 16), (0, 0, 0)).save(root / "b.png")  # sorts between: c.png is now image 2
+    with pytest.raises(ConfigError, match="another image list \\(image 1 was c.png there, is b.png now\\)"):
+        Run(spec("data=folder", f"data.root={root}"), out)
+    Run(spec("data=folder", f"data.root={root}", "data.limit=1"), out).execute()  # image 0 unchanged: fine
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["denoiser=natural32", "data.size=30"], "data.size=30 is not allowed: .* a multiple of 4"),
+        (["physics=inpaint_box", "physics.placement=center"], "box \\+ 2·margin must be ≤ 16"),
+        (["denoiser=gmm", "data.size=16"], "the images are \\(3, 16, 16\\) .* GaussianMixture is defined on"),
+    ],
+)
+def test_images_that_do_not_fit_stop_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Run(spec("data.limit=1", *overrides), tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no results, no "interrupted" summary
+
+
+def test_each_operator_file_holds_its_own_sample(tmp_path):
+    Run(spec("data.limit=null", "data.batch_size=4"), tmp_path).execute()
+    for path in (tmp_path / "operators").glob("*.pt"):
+        (mask,) = torch.load(path, weights_only=True).values()
+        assert mask.untyped_storage().nbytes() == mask.numel() * mask.element_size()  # not the batch's storage
+
+
+def test_a_crash_is_recorded_as_failed_not_interrupted(tmp_path, monkeypatch):
+    def crash(self, chunk):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Run, "run_batch", crash)
+    with pytest.raises(RuntimeError, match="boom"):
+        Run(spec("data.limit=1"), tmp_path).execute()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+
+
+def test_an_empty_shard_finishes_with_nothing_to_do(tmp_path):
+    from tests.helpers import cli
+
+    proc = cli("experiment=demo", "denoiser=gaussian", "data.size=16", "data.limit=2", "data.num_shards=4",
+               "data.shard=2", "logger=none", "progress=false", "hydra.run.dir=out", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "holds no image: nothing to run" in proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["status"] == "complete" and summary["rows"] == 0
+
+
+def test_sigterm_keeps_finished_rows_and_exits_143_without_a_traceback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import signal_after_rows
+
+    args = ["experiment=demo", "denoiser=gaussian", "data.size=16", "data.limit=null", "data.batch_size=1",
+            "sampler.steps=3", "logger=none", "progress=false", "hydra.run.dir=out"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", signal_after_rows(2, signal.SIGTERM), *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output and "interrupted: finished images are recorded" in output
+    assert json.loads((tmp_path / "out/summary.json").read_text())["status"] == "interrupted"
+    assert len((tmp_path / "out/results.jsonl").read_text().splitlines()) == 2

@@ -98,6 +98,8 @@ def test_weights_that_do_not_match_their_card_are_refused(photos, tmp_path, sche
         TrainedADM(schedule, weights=str(weights))
     with pytest.raises(CheckpointError, match="neither a bundled prior"):
         TrainedADM(schedule, weights="no_such_prior")
+    with pytest.raises(CheckpointError, match="nonexist.safetensors'?: no such file"):
+        TrainedADM(schedule, weights=str(tmp_path / "nonexist.safetensors"))
 
 
 def test_bad_training_settings_stop_with_a_message(photos):

@@ -164,6 +164,7 @@ class ADMUNet(nn.Module):
     def __init__(self, cfg: ADMConfig = ADMConfig(), checkpointing: bool = False):
         super().__init__()
         self.cfg, self.checkpointing = cfg, checkpointing
+        self.size_multiple = 2 ** (len(cfg.channel_mult) - 1)  # H and W are halved once per level but the last
         ch = cfg.model_channels
         emb_dim = 4 * ch
         attn_at = {cfg.image_size // r for r in cfg.attention_resolutions}  # as downsampling factors

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from dps_exp.errors import ConfigError
 from dps_exp.schedule import Schedule
 
 
@@ -40,6 +42,21 @@ class Denoiser(nn.Module):
         self.register_buffer("sqrt_1m_ab", (1 - ab).sqrt().float(), persistent=False)
         self.autocast_dtype: torch.dtype | None = None
         self.channels_last = False
+
+    def check_shape(self, shape: Sequence[int]) -> None:
+        """Stop before any work when images of this (C, H, W) cannot go through the prior: a prior of fixed
+        images (the GMM) takes only those, a UNet only sides it can halve down to its coarsest level."""
+        fixed = getattr(self, "shape", None)
+        if fixed is not None and tuple(fixed) != tuple(shape):
+            raise ConfigError(
+                f"the images are {tuple(shape)} (C, H, W) but {type(self).__name__} is defined on {tuple(fixed)}"
+            )
+        multiple = getattr(getattr(self, "net", None), "size_multiple", 1)
+        if any(side % multiple for side in shape[1:]):
+            raise ConfigError(
+                f"data.size={shape[-1]} is not allowed: the UNet of {type(self).__name__} halves the image down to "
+                f"its coarsest level, so the size must be a multiple of {multiple}"
+            )
 
     def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
         """Speed options for networks (closed-form priors ignore them): bf16 autocast around the network

@@ -33,6 +33,8 @@ def locate(weights: str) -> tuple[Path, Path]:
             )
         p = ASSETS / f"{weights}.json"
     card = p.with_suffix(".json")
+    if not p.is_file():
+        raise CheckpointError(f"denoiser.weights={weights!r}: no such file")
     if not card.is_file():
         raise CheckpointError(f"{card} is missing: a trained prior's weights come with their card beside them")
     return card.parent / json.loads(card.read_text())["weights"]["file"], card

@@ -111,7 +111,10 @@ class VectorizedSweeper(BasicSweeper):
         jobs = self.expand(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         extra = []
-        if self.config.get("resume"):
+        named = any(o.startswith("hydra.sweep.dir=") for o in self.config.hydra.overrides.hydra)
+        if self.config.get("resume") and named:
+            log.info("resume=true: continuing the sweep in %s, as named", sweep_dir)
+        elif self.config.get("resume"):
             previous = previous_dir(sweep_dir.parent.parent, list(self.config.hydra.overrides.task), sweep=True)
             if previous is not None:
                 log.info("resume=true: continuing the sweep in %s", previous)
