@@ -1,11 +1,13 @@
 """The paper's tables reproduced from runs on disk: one row per task, ours beside the paper's for each metric.
 
 A run counts for a task of a data set through its recorded config: the operator class (`physics._target_`)
-names the task, the prior's architecture (else the data class) the data set. Rows of every run of a task are
-pooled: per image, several seeds are averaged, or, for best-of-N tasks, the seed with the best `by` metric
-is kept; a cell is then mean ± std over images (n). FID is one number per set: each seed's run summary holds
-it; it is recomputed from disk (reconstruction PNGs and source images) for best-of-N selections and for
-seeds split over several runs (unmerged shards); ± is then the std over seeds.
+names the task, the prior's architecture (else the data class) the data set. Runs of a task with the same
+sampler settings (`SAMPLER`) make one row, each other setting of them another; a row's runs are pooled: per
+image, several seeds are averaged, or, for best-of-N tasks, the seed with the best `by` metric is kept; a
+cell is then mean ± std over images (n). FID is one number per set, for runs that score it: each seed's run
+summary holds it; it is recomputed from disk (reconstruction PNGs and source images) for best-of-N selections
+and for seeds split over several runs (unmerged shards); ± is then the std over seeds. Under the table, notes
+say how the runs differ from the paper's protocol (settings, data, image count) and why a FID is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import yaml
 
 VALUES = Path(__file__).with_name("paper_values.yaml")
 DATA_CLASSES = {"FFHQVal": "ffhq", "ImageNetVal": "imagenet"}
+SAMPLER = {"step_size": "step size", "eta": "η", "steps": "steps", "variance": "variance"}
+"""The sampler settings that split a task into rows (runs differing in one are not pooled), with their labels."""
 
 FidFn = Callable[[Sequence[Mapping], Mapping], dict]
 """Recomputes FID over rows (each with `dir`, `reconstruction`, `source`) of runs with the given recorded
@@ -61,6 +65,22 @@ class Table:
     notes: list[str]
 
 
+class Notes:
+    """The notes under a table, each remark said once: the subjects (rows, FID sets) it applies to are listed
+    together, e.g. "SR ×4; Motion deblur: data.size = 64 (paper: 256)"."""
+
+    def __init__(self) -> None:
+        self._subjects: dict[tuple[str, str], list[str]] = {}
+
+    def add(self, subject: str, remark: str, prefix: str = "") -> None:
+        subjects = self._subjects.setdefault((prefix, remark), [])
+        if subject not in subjects:
+            subjects.append(subject)
+
+    def lines(self) -> list[str]:
+        return [f"{prefix}{'; '.join(subjects)}: {remark}" for (prefix, remark), subjects in self._subjects.items()]
+
+
 def class_name(node: Mapping | None) -> str:
     return str((node or {}).get("_target_", "")).rsplit(".", 1)[-1]
 
@@ -69,6 +89,16 @@ def dataset_of(config: Mapping) -> str | None:
     """`ffhq` or `imagenet`, from the prior's architecture, else from the data class."""
     arch = (config.get("denoiser") or {}).get("architecture")
     return arch if arch in ("ffhq", "imagenet") else DATA_CLASSES.get(class_name(config.get("data")))
+
+
+def scores(run: Mapping, metric: str) -> bool:
+    """Whether the run asked for `metric` (its recorded `metrics.names`)."""
+    return metric in ((run["summary"].get("config") or {}).get("metrics") or {}).get("names", [])
+
+
+def sampler_of(run: Mapping) -> tuple:
+    node = (run["summary"].get("config") or {}).get("sampler") or {}
+    return tuple(node.get(key) for key in SAMPLER)
 
 
 def task_of(config: Mapping, values: Mapping) -> str | None:
@@ -99,7 +129,7 @@ def per_image(rows: Sequence[Mapping], metrics: Sequence[str], best: Mapping | N
     return out
 
 
-def fid_cell(sets: Mapping[str, tuple[list, Mapping | None]], config: Mapping, fid: FidFn | None, notes: list) -> Cell:
+def fid_cell(sets: Mapping[str, tuple[list, Mapping | None]], config: Mapping, fid: FidFn | None, notes: Notes) -> Cell:
     """FID of a task from sets of rows, each {name: (rows, recorded FID or None)}: the recorded value, else
     recomputed from disk by `fid`; mean ± std over the sets (seeds), n the images of one set."""
     values, n = [], 0
@@ -108,7 +138,7 @@ def fid_cell(sets: Mapping[str, tuple[list, Mapping | None]], config: Mapping, f
         if result is None and fid is not None:
             result = fid(rows, config)
         if result is None or result.get("value") is None:
-            notes.append(f"FID of {name}: {(result or {}).get('reason') or 'not recorded, and not recomputed'}")
+            notes.add(name, (result or {}).get("reason") or "not recorded, and not recomputed", prefix="FID of ")
             continue
         values.append(result["value"])
         n = max(n, result.get("n", len(rows)))
@@ -137,25 +167,41 @@ def setting(config: Mapping, key: str) -> str:
     return str(config)
 
 
-def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping) -> list[str]:
-    """Run settings that differ from the protocol the paper's number was measured under."""
-    notes = []
+def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping, notes: Notes) -> None:
+    """Note the run settings that differ from the protocol the paper's number was measured under."""
     for key, want in expected.items():
         got = sorted({setting(run["summary"]["config"], key) for run in runs})
-        if got != [str(want)]:
-            notes.append(f"{label}: {key} = {', '.join(got)} (paper: {want})")
-    return notes
+        if got and got != [str(want)]:
+            notes.add(label, f"{key} = {', '.join(got)} (paper: {want})")
 
 
-def task_row(task: str, runs: Sequence[Mapping], values: Mapping, paper: Mapping, fid: FidFn | None, notes: list,
+def protocol_of(task: str, values: Mapping, spec: Mapping) -> dict:
+    """The settings the paper's number of `task` on the data set `spec` was measured under."""
+    protocol = values["protocol"]
+    return {**protocol["common"], **spec.get("protocol", {}), **protocol.get(task, {})}
+
+
+def differences(label: str, runs: Sequence[Mapping], task: str, values: Mapping, spec: Mapping, notes: Notes) -> None:
+    """Note how a row's runs differ from the paper's protocol: settings, a metric's settings (for the runs
+    that score it) and the number of images."""
+    protocol_notes(label, runs, protocol_of(task, values, spec), notes)
+    for metric, expected in values["protocol"].get("metrics", {}).items():
+        protocol_notes(label, [run for run in runs if scores(run, metric)], expected, notes)
+    images = len({r["source"] for run in runs for r in run["rows"]})
+    if spec.get("images") and images != spec["images"]:
+        notes.add(label, f"images = {images} (paper: {spec['images']})")
+
+
+def task_row(task: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping, fid: FidFn | None, notes: Notes,
              label: str | None = None) -> Row:  # fmt: skip
-    """One table row: the task's runs (of one step size) pooled, see the module docstring. `label` names the
-    row in the notes (default: the task's)."""
+    """One table row of the data set `spec`: the task's runs (of one sampler setting) pooled, see the module
+    docstring. `label` names the row, in the table and in the notes (default: the task's)."""
     metrics = values["metrics"]
-    row = Row(task, values["tasks"][task]["label"], cells={m: Cell(paper=paper.get(m)) for m in metrics})
+    paper = spec["values"].get(task) or {}
+    label = label or values["tasks"][task]["label"]
+    row = Row(task, label, cells={m: Cell(paper=paper.get(m)) for m in metrics})
     if not runs:
         return row
-    label = label or row.label
     runs = [{**run, "rows": [{**r, "dir": run["dir"]} for r in run["rows"]]} for run in runs]
     ok = [r for run in runs for r in run["rows"] if r.get("status") == "ok"]
     row.step_sizes = sorted({run["params"].get("sampler.step_size") for run in runs}, key=str)
@@ -165,47 +211,59 @@ def task_row(task: str, runs: Sequence[Mapping], values: Mapping, paper: Mapping
     images = per_image(ok, [m for m in metrics if m != "fid"], best)
     row.images, row.seeds = len(images), len({r["seed"] for r in ok})
     if best:
-        notes.append(f"{label}: per image the best of its samples (one per seed; the paper: best of {best['n']}), "
-                     f"picked by {best['by']}")  # fmt: skip
+        notes.add(label, f"per image the best of its samples (one per seed; the paper: best of {best['n']}), "
+                         f"picked by {best['by']}")  # fmt: skip
     for m in metrics:
-        if m == "fid":
+        if m != "fid":
+            found = [v[m] for v in images.values() if v.get(m) is not None]
+            row.cells[m] = Cell(*spread(found), len(found))
+        elif all(scores(run, "fid") for run in runs):
             chosen = [v["row"] for v in images.values()] if best else None
             row.cells[m] = fid_cell(fid_sets(label, runs, chosen), runs[0]["summary"]["config"], fid, notes)
-        else:
-            scores = [v[m] for v in images.values() if v.get(m) is not None]
-            row.cells[m] = Cell(*spread(scores), len(scores))
+        else:  # not recomputed: that needs the Inception weights, which runs that never asked for FID may lack
+            why = "left blank: the runs did not ask for it (fid is not in their metrics.names)"
+            notes.add(label, why, prefix="FID of ")
         row.cells[m].paper = paper.get(m)
-    notes += protocol_notes(label, runs, {**values["protocol"]["common"], **values["protocol"].get(task, {})})
+    differences(label, runs, task, values, spec, notes)
     return row
+
+
+def row_label(task_label: str, sampler: tuple, varying: Sequence[str]) -> str | None:
+    """A row's name when its task has several sampler settings: the task's and the settings that vary, e.g.
+    "SR ×4 (step size 0.3, η 0.5)"; None when the task has one setting."""
+    if not varying:
+        return None
+    shown = {k: f"{v:g}" if isinstance(v, int | float) else str(v) for k, v in zip(SAMPLER, sampler, strict=True)}
+    return f"{task_label} ({', '.join(f'{SAMPLER[k]} {shown[k]}' for k in varying)})"
 
 
 def build(runs: Sequence[Mapping], dataset: str, values: Mapping, fid: FidFn | None = None) -> Table:
     """The table of `dataset` from collected runs (`dps_exp.report.collect`): a row for every task the paper
-    reports for it and any other task run on it; a task run with several step sizes (the official code's and
-    the paper's convention) gets a row per step size. `fid` recomputes FID where no run recorded it (None:
-    leave it blank)."""
+    reports for it and any other task run on it; a task run with several sampler settings (e.g. the official
+    code's and the paper's step-size convention, or several η) gets a row per setting. `fid` recomputes FID
+    where no run recorded it (None: leave it blank)."""
     spec = values["datasets"][dataset]
     by_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if task := task_of(run["summary"].get("config", {}), values):
-            by_task[task][run["params"].get("sampler.step_size")].append(run)
-    notes: list[str] = []
+            by_task[task][sampler_of(run)].append(run)
+    notes = Notes()
     rows = []
     for task in values["tasks"]:
-        paper = spec["values"].get(task) or {}
-        steps = by_task.get(task, {})
-        if task in spec["values"] and not steps:
-            rows.append(task_row(task, [], values, paper, fid, notes))
-        for step in sorted(steps, key=lambda v: (v is None, v or 0)):
-            label = f"{values['tasks'][task]['label']} (step size {step:g})" if len(steps) > 1 else None
-            rows.append(task_row(task, steps[step], values, paper, fid, notes, label))
+        settings = by_task.get(task, {})
+        if task in spec["values"] and not settings:
+            rows.append(task_row(task, [], values, spec, fid, notes))
+        varying = [k for i, k in enumerate(SAMPLER) if len({s[i] for s in settings}) > 1]
+        for sampler in sorted(settings, key=lambda s: [(v is None, 0 if v is None else v) for v in s]):
+            label = row_label(values["tasks"][task]["label"], sampler, varying)
+            rows.append(task_row(task, settings[sampler], values, spec, fid, notes, label))
     names = {
         **{m: v["label"] for m, v in values["metrics"].items()},
         **{t: v["label"] for t, v in values["tasks"].items()},
     }
     sources = "; ".join(f"{names[k]}: {v}" for k, v in spec["source"].items())
-    notes.append(f"Paper values ({values['paper']}): {sources}.")
-    return Table(dataset, spec["label"], values["metrics"], rows, notes)
+    paper = f"Paper values ({values['paper']}): {sources}."
+    return Table(dataset, spec["label"], values["metrics"], rows, [*notes.lines(), paper])
 
 
 # ---------------------------------------------------------------------------------------------------------

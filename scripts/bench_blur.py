@@ -31,7 +31,7 @@ def time_ms(fn, device: torch.device, repeats: int = 10) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--kernels", type=int, nargs="+", default=[7, 15, 31, 61])

@@ -113,7 +113,7 @@ def score(x_hat: torch.Tensor, truth: torch.Tensor) -> list[float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("outputs/eval/natural32"))
     p.add_argument("--prior", default="natural32", help="the learned prior's denoiser option")
     p.add_argument("--tasks", default="inpaint20,inpaint10,sr4")

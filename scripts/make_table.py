@@ -7,9 +7,10 @@
 Each argument is a run directory or a folder searched for runs (every results.jsonl with its summary.json).
 Runs are sorted into the FFHQ or ImageNet table by their prior (`--paper` forces one, e.g. for runs with a
 stand-in prior) and into a task by their operator; the paper's values come from dps_exp/paper_values.yaml.
-Writes OUT/<dataset>.md, .tex and .csv and prints the Markdown. FID is read from the run summaries, and
-recomputed from the saved reconstructions where a table needs a set no run scored (best-of-N, unmerged shards);
-that needs the Inception weights (see docs/reproduce.md) unless `--no-fid-recompute`.
+Writes OUT/<dataset>.md, .tex and .csv and prints the Markdown; under each table, notes say how its runs differ
+from the paper's protocol. FID is reported for runs that asked for it (`fid` in metrics.names): read from the
+run summaries, and recomputed from the saved reconstructions where a table needs a set no run scored (best-of-N,
+unmerged shards); that needs the Inception weights (see docs/reproduce.md) unless `--no-fid-recompute`.
 """
 
 from __future__ import annotations
@@ -51,13 +52,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {run['dir']} is left out: {why} (pass --paper ffhq|imagenet)", file=sys.stderr)
             continue
         by_dataset[dataset].append(run)
+    if not by_dataset:
+        print("error: no table written: every run is left out (the warnings above say why)", file=sys.stderr)
+        return 1
     fid = None if args.no_fid_recompute else partial(fid_from_disk, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     for dataset, group in sorted(by_dataset.items()):
         table = build(group, dataset, values, fid)
         for suffix, write in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
             (args.out / f"{dataset}{suffix}").write_text(write(table))
-        print(to_markdown(table))
+        # flushed, or a piped stdout (block-buffered) lets a stderr line land inside the Markdown
+        print(to_markdown(table), flush=True)
     print(f"{len(runs)} runs; tables in {args.out}/", file=sys.stderr)
     return 0
 

@@ -2,27 +2,70 @@
 
     python scripts/merge_runs.py multirun/2026-11-27/12-00-00/{0,1,2,3} --out outputs/merged
 
+Each argument is a run directory (one holding results.jsonl), not a sweep: pass a sweep's point directories.
 Rows are concatenated in image order (a key present twice is kept once); runs of different configurations
-(their `config_id`) are refused. Writes OUT/results.jsonl and OUT/summary.json; images and operators stay
-where they are, referenced by path. When the runs scored FID, it is recomputed over the merged set (a shard's
-FID is not a part of the whole's): from the saved reconstructions, with the Inception weights.
+(their `config_id`) are refused, and a warning says when the shards are not all of one `data.num_shards`. Writes
+OUT/results.jsonl and OUT/summary.json (OUT must not be one of the runs); images and operators stay where they
+are, referenced by path. When the runs scored FID, it is recomputed over the merged set (a shard's FID is not a
+part of the whole's): from the saved reconstructions, with the Inception weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dps_exp.report import fid_from_disk
+import yaml
+
+from dps_exp.report import fid_from_disk, run_dirs
 from dps_exp.tracking import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
 
 
+def check_inputs(dirs: Sequence[Path], out: Path) -> None:
+    """Stop on an argument that is not a run, and on an OUT that would overwrite one of the runs."""
+    for d in dirs:
+        if not d.exists():
+            raise SystemExit(f"error: no such run directory: {d}")
+        if (d / RESULTS).is_file():
+            continue
+        inside = run_dirs(d) if d.is_dir() else []
+        if inside:
+            shown = " ".join(map(str, inside[:4])) + (" ..." if len(inside) > 4 else "")
+            raise SystemExit(f"error: {d} is a sweep, not a run: pass its point directories ({shown})")
+        raise SystemExit(f"error: {d} holds no {RESULTS}: not a run directory")
+    if out.resolve() in {d.resolve() for d in dirs}:
+        raise SystemExit(f"error: --out {out} is one of the runs: merging would overwrite its {RESULTS}")
+
+
+def recorded_config(d: Path) -> dict:
+    """The run's resolved config from its summary.json, else Hydra's copy (a run stopped before its summary)."""
+    summary = json.loads((d / SUMMARY).read_text()) if (d / SUMMARY).exists() else {}
+    hydra = d / ".hydra" / "config.yaml"
+    return summary.get("config") or (yaml.safe_load(hydra.read_text()) if hydra.exists() else {})
+
+
+def shard_gap(configs: Sequence[Mapping]) -> str | None:
+    """Why the runs are not the shards 0 … n−1 of one `data.num_shards` = n (None when they are). A run whose
+    data node has no shard keys is the whole set (shard 0 of 1); a run with no recorded config is not counted."""
+    data = [c.get("data") or {} for c in configs if c]
+    totals = sorted({d.get("num_shards", 1) for d in data})
+    if len(totals) > 1:
+        return f"the runs split the data differently (data.num_shards = {', '.join(map(str, totals))})"
+    missing = sorted(set(range(totals[0])) - {d.get("shard", 0) for d in data}) if totals else []
+    if missing:
+        shards = ", ".join(map(str, missing))
+        return f"shard {shards} of data.num_shards={totals[0]} not among the runs: the merged set is partial"
+    return None
+
+
 def merge(dirs: list[Path], out: Path) -> dict:
-    rows, seen, configs = [], set(), set()
+    rows, seen, config_ids = [], set(), set()
     for d in dirs:
         for row in read_results(d / RESULTS):
-            configs.add(row.get("config_id"))
+            config_ids.add(row.get("config_id"))
             if row["key"] in seen:
                 continue
             seen.add(row["key"])
@@ -30,30 +73,33 @@ def merge(dirs: list[Path], out: Path) -> dict:
                 if row.get(field):
                     row[field] = str((d / row[field]).resolve())
             rows.append(row)
-    if len(configs) > 1:
-        raise SystemExit(f"error: the runs hold different configurations ({sorted(map(str, configs))}); not merging")
+    if len(config_ids) > 1:
+        raise SystemExit(f"error: the runs hold different configurations ({sorted(map(str, config_ids))}); not merging")
+    configs = [recorded_config(d) for d in dirs]
+    if gap := shard_gap(configs):
+        print(f"warning: {gap}", file=sys.stderr)
     rows.sort(key=lambda r: (r["index"], r["key"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    first = json.loads((dirs[0] / SUMMARY).read_text()) if (dirs[0] / SUMMARY).exists() else {}
-    config = first.get("config") or {}
+    config = configs[0]
     whole_set = {"fid": fid_from_disk(rows, config)} if "fid" in config.get("metrics", {}).get("names", []) else {}
     summary = {
         "status": "merged",
         **counts(rows),
         "metrics": aggregate(rows) | whole_set,
         "merged_from": [str(d) for d in dirs],
-        "config": first.get("config"),
+        "config": config or None,
     }
     write_json(out / SUMMARY, summary)
     return summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories (each holding results.jsonl)")
+    parser.add_argument("--out", type=Path, required=True, help="the merged run's directory (not one of the runs)")
+    args = parser.parse_args(argv)
+    check_inputs(args.runs, args.out)
     summary = merge(args.runs, args.out)
     scores = [f"{m} {a['mean']:.4g} ± {a['std']:.2g}" for m, a in summary["metrics"].items() if "mean" in a]
     if "fid" in summary["metrics"]:

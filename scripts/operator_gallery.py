@@ -76,7 +76,7 @@ def render(option: str, seed: int, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("options", nargs="*", help="physics options (default: every file in conf/physics/)")
     parser.add_argument("--out", type=Path, default=Path("docs/operators"))
     parser.add_argument("--seed", type=int, default=0)

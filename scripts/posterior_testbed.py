@@ -4,8 +4,9 @@ On a prior whose posterior is known exactly (`--prior gmm` or `gaussian`), with 
 prior (`data=prior_samples`), each image is measured once and DPS draws --samples samples for each step size
 (all in one batch: step size is a per-sample parameter). Each (image, step size, eta) is scored with
 dps_exp.posterior_metrics against the exact posterior, and by PSNR against the truth next to the exact
-posterior mean's and an exact sample's. One JSON line each in --out/results.jsonl; scripts/prior_docs.py
-plots them.
+posterior mean's and an exact sample's. One JSON line each in --out/results.jsonl, which each run writes anew
+(a rerun into the same --out replaces the rows, it does not add to them: give each setting its own --out, or
+several --etas and --step-sizes to one run); scripts/prior_docs.py plots them.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def spec_for(args) -> dict:
     return compose(overrides)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("outputs/testbed/gmm"))
     p.add_argument("--prior", default="gmm", choices=["gmm", "gaussian"])
     p.add_argument("--images", type=int, default=8)
@@ -56,7 +57,7 @@ def main() -> None:
     p.add_argument("--step-sizes", default="0.1,0.2,0.5,1,2,5,10,20,50")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", help="further config overrides, e.g. denoiser.components=8")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +87,7 @@ def main() -> None:
     )
     y_big = y[[b for b, _, _ in rows]]
     zeta = torch.tensor([sizes[z] for _, z, _ in rows], dtype=torch.float64)
-    with (args.out / "results.jsonl").open("a") as f:
+    with (args.out / "results.jsonl").open("w") as f:
         for eta in [float(v) for v in args.etas.split(",")]:
             gens = [torch.Generator().manual_seed(batch.stream_seed(args.seed, b, f"sampler/{s}")) for b, _, s in rows]
             tic = time.perf_counter()

@@ -197,7 +197,7 @@ def testbed_table(path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["demo", "figures"])
     p.add_argument("--demo", type=Path, default=Path("outputs/docs/demo"))
     p.add_argument("--gaussian-step-size", type=float, default=10.0)

@@ -3,15 +3,18 @@
 The expected tables below are computed by hand from the rows written here and the paper's values
 (dps_exp/paper_values.yaml): SR x4 has one seed (PSNR 24, 26 -> 25.00 ± 1.41), random inpainting two seeds
 averaged per image (25 and 28 -> 26.50 ± 2.12; FID 20 and 22 over seeds -> 21.00 ± 1.41), phase retrieval the
-best of 4 seeds by PSNR (seed 1: PSNR 14, LPIPS 0.4).
+best of 4 seeds by PSNR (seed 1: PSNR 14, LPIPS 0.4). The runs follow the paper's protocol but for random
+inpainting's mask and the number of images (2, 2 and 1 instead of 1000), which the notes say, a remark shared by
+rows said once.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 
-from dps_exp.paper_table import build, load_values
+from dps_exp.paper_table import build, load_values, to_markdown
 from dps_exp.report import collect
 from tests.helpers import ROOT
 
@@ -25,8 +28,9 @@ PHYSICS = {
 }
 
 
-def write_run(path, task, seed, step_size, images, fid=None):
-    """A run directory as the Run writes it: results.jsonl rows and summary.json with the recorded config."""
+def write_run(path, task, seed, step_size, images, fid=None, **changes):
+    """A run directory as the Run writes it: results.jsonl rows and summary.json with the recorded config of a
+    paper run (`experiment=paper/ffhq_*`), with groups replaced by `changes` (e.g. data={...})."""
     path.mkdir(parents=True)
     rows = []
     for index, metrics in enumerate(images):
@@ -39,9 +43,10 @@ def write_run(path, task, seed, step_size, images, fid=None):
         "physics": {**PHYSICS[task], "noise": {"kind": "gaussian", "sigma": 0.05}},
         "denoiser": {"_target_": "dps_exp.denoisers.pretrained.PretrainedADM", "architecture": "ffhq"},
         "sampler": {"steps": 1000, "variance": "learned", "step_size": step_size},
-        "data": {"_target_": "dps_exp.datasets.FFHQVal", "size": 256},
-        "metrics": {"names": ["psnr", "ssim", "lpips", "fid"]},
+        "data": {"_target_": "dps_exp.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256},
+        "metrics": {"names": ["psnr", "ssim", "lpips", "fid"], "lpips_net": "vgg", "fid_features": 2048},
     }
+    config.update(changes)
     summary = {"status": "complete", "config": config, "metrics": {"fid": fid} if fid else {}}
     (path / "summary.json").write_text(json.dumps(summary))
 
@@ -72,9 +77,11 @@ MARKDOWN = """\
 
 Ours: mean ± std over images (number of images); FID: one value per seed, ± over seeds.
 
+- SR ×4; Inpainting (random): images = 2 (paper: 1000)
 - Inpainting (random): physics.mask = 0.1 (paper: 0.08)
 - Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
 - FID of Phase retrieval (best of seeds): the results record no reconstruction images
+- Phase retrieval: images = 1 (paper: 1000)
 - Paper values (Chung et al., ICLR 2023 (arXiv 2209.14687)): FID: Table 1; LPIPS: Table 1; PSNR: Table 6; \
 SSIM: Table 6; Phase retrieval: the phase-retrieval table (FID, LPIPS; best of 4).
 """
@@ -94,9 +101,11 @@ Motion deblur & 0 & 0 & -- & -- & 39.92 & -- & -- & 0.242 & -- & -- & 24.92 & --
 Phase retrieval & 1 & 4 & 1 & -- & 55.61 & -- & 0.400 (1) & 0.399 & $+0.001$ & 14.00 (1) & -- & -- & -- & -- & -- \\
 \bottomrule
 \end{tabular}
+% SR $\times$4; Inpainting (random): images = 2 (paper: 1000)
 % Inpainting (random): physics.mask = 0.1 (paper: 0.08)
 % Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
 % FID of Phase retrieval (best of seeds): the results record no reconstruction images
+% Phase retrieval: images = 1 (paper: 1000)
 % Paper values (Chung et al., ICLR 2023 (arXiv 2209.14687)): FID: Table 1; LPIPS: Table 1; PSNR: Table 6; SSIM: Table 6; Phase retrieval: the phase-retrieval table (FID, LPIPS; best of 4).
 """
 
@@ -143,7 +152,8 @@ def test_each_step_size_convention_gets_its_own_row(tmp_path):
     table = build(collect([tmp_path / "zeta", tmp_path / "scale"]), "ffhq", load_values())
     sr4 = [(row.step_sizes, row.images, row.cells["psnr"].mean) for row in table.rows if row.task == "sr4"]
     assert sr4 == [([0.3], 1, 24.0), ([2.0], 2, 27.0)]
-    assert "FID of SR ×4 (step size 2), seed 0: not recorded, and not recomputed" in table.notes
+    gap = "FID of SR ×4 (step size 0.3), seed 0; SR ×4 (step size 2), seed 0: not recorded, and not recomputed"
+    assert gap in table.notes
 
 
 def test_runs_of_an_unknown_data_set_are_left_out_unless_named(tmp_path, capsys):
@@ -152,8 +162,88 @@ def test_runs_of_an_unknown_data_set_are_left_out_unless_named(tmp_path, capsys)
     summary["config"]["denoiser"] = {"_target_": "dps_exp.denoisers.gaussian.StationaryGaussian"}
     summary["config"]["data"]["_target_"] = "dps_exp.data.ImageFolder"
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
-    assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t")]) == 0
-    assert "is left out" in capsys.readouterr().err and not (tmp_path / "t" / "ffhq.md").exists()
+    assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t")]) == 1
+    err = capsys.readouterr().err
+    assert "is left out" in err and not (tmp_path / "t").exists()
+    assert err.endswith("error: no table written: every run is left out (the warnings above say why)\n")
     assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t"), "--paper", "imagenet"]) == 0
     assert "| SR ×4 | 1 | 1 | 0.3 |" in (tmp_path / "t" / "imagenet.md").read_text()
     assert make_table.main([str(tmp_path / "nowhere")]) == 2
+
+
+def table_of(tmp_path, runs: dict, fid=None):
+    """The FFHQ table of the runs {name: (write_run's arguments, its config changes)}."""
+    for name, (args, changes) in runs.items():
+        write_run(tmp_path / name, *args, **changes)
+    return build(collect(sorted(tmp_path.iterdir())), "ffhq", load_values(), fid)
+
+
+def test_notes_name_other_data_and_other_metric_backbones(tmp_path):
+    sample = {"_target_": "dps_exp.data.SampleImages", "size": 256, "limit": None}  # data=sample
+    alex = {"names": ["psnr", "lpips"], "lpips_net": "alex"}  # LPIPS on AlexNet, no FID
+    notes = table_of(tmp_path, {
+        "sample": (("sr4", 0, 0.3, [{"psnr": 24.0}, {"psnr": 26.0}]), {"data": sample}),
+        "alex": (("inpaint_random", 0, 0.5, [{"psnr": 24.0}]), {"metrics": alex}),
+    }).notes  # fmt: skip
+    assert notes[:-1] == [
+        "FID of SR ×4, seed 0: not recorded, and not recomputed",
+        "SR ×4: data._target_ = dps_exp.data.SampleImages (paper: dps_exp.datasets.FFHQVal)",
+        "SR ×4: data.first = None (paper: 0)",
+        "SR ×4: images = 2 (paper: 1000)",
+        "FID of Inpainting (random): left blank: the runs did not ask for it (fid is not in their metrics.names)",
+        "Inpainting (random): physics.mask = 0.1 (paper: 0.08)",
+        "Inpainting (random): metrics.lpips_net = alex (paper: vgg)",
+        "Inpainting (random): images = 1 (paper: 1000)",
+    ]
+
+
+def test_runs_differing_in_a_sampler_setting_get_a_row_each(tmp_path):
+    sampler = {"steps": 1000, "variance": "learned", "step_size": 0.3}
+    table = table_of(tmp_path, {
+        "eta1": (("sr4", 0, 0.3, [{"psnr": 24.0}]), {"sampler": {**sampler, "eta": 1.0}}),
+        "eta05": (("sr4", 0, 0.3, [{"psnr": 28.0}]), {"sampler": {**sampler, "eta": 0.5}}),
+        "ddim": (("sr4", 0, 0.3, [{"psnr": 20.0}]), {"sampler": {**sampler, "eta": 0.5, "steps": 100}}),
+    })  # fmt: skip
+    sr4 = [(row.label, row.images, row.cells["psnr"].mean) for row in table.rows if row.task == "sr4"]
+    assert sr4 == [("SR ×4 (η 0.5, steps 100)", 1, 20.0), ("SR ×4 (η 0.5, steps 1000)", 1, 28.0),
+                   ("SR ×4 (η 1, steps 1000)", 1, 24.0)]  # fmt: skip
+    assert "SR ×4 (η 0.5, steps 100): sampler.steps = 100 (paper: 1000)" in table.notes
+    assert "| SR ×4 (η 1, steps 1000) | 1 | 1 | 0.3 |" in to_markdown(table)
+
+
+def test_fid_is_neither_computed_nor_reported_for_runs_that_did_not_ask_for_it(tmp_path):
+    without_fid = {"metrics": {"names": ["psnr", "ssim"]}}
+    asked = []
+    table = table_of(tmp_path, {
+        "sr4": (("sr4", 0, 0.3, [{"psnr": 24.0}, {"psnr": 26.0}]), without_fid),
+        **{f"phase{seed}": (("phase_retrieval", seed, 1.0, [{"psnr": 10.0 + seed}]), without_fid) for seed in range(2)},
+    }, fid=lambda rows, config: asked.append(rows))  # fmt: skip
+    assert asked == [] and all(row.cells["fid"].mean is None for row in table.rows)
+    gaps = [note for note in table.notes if note.startswith("FID")]
+    assert gaps == ["FID of SR ×4; Phase retrieval: left blank: the runs did not ask for it (fid is not in their "
+                    "metrics.names)"]  # fmt: skip
+
+
+class Sink(io.RawIOBase):
+    """One file both streams write to, as `make_table.py ... 2>&1 | tee log` sees them."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.data += b
+        return len(b)
+
+
+def test_stderr_never_lands_inside_the_markdown(tmp_path, monkeypatch):
+    synthetic_runs(tmp_path / "runs")
+    sink = Sink()
+    # a pipe: stdout block-buffered (here: a buffer larger than the table), stderr line-buffered
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(sink, 1 << 20), encoding="utf-8"))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(sink, encoding="utf-8", line_buffering=True))
+    assert make_table.main([str(tmp_path / "runs"), "--out", str(tmp_path / "tables")]) == 0
+    sys.stdout.flush()
+    assert sink.data.decode() == MARKDOWN + f"\n7 runs; tables in {tmp_path / 'tables'}/\n"

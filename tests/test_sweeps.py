@@ -16,7 +16,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli, signal_after_rows
 
 # The Gaussian prior's FFT denoiser gives the same floats at any batch size (a conv net's CPU kernels differ in the
 # last bits between batch sizes), so packed and sequential runs can be compared to 1e-5.
@@ -67,19 +67,7 @@ def total_rows(root: Path) -> int:
 
 # Runs the sweep and SIGKILLs its own process right after the third result row reaches the disk: a kill at a
 # fixed point mid-sweep (mid-batch too, as a packed batch writes one row per point), whatever the machine's speed.
-KILL_AFTER_THREE_ROWS = """
-import os, runpy, signal, sys
-from dps_exp.tracking import Recorder
-append, written = Recorder.append, []
-def append_then_die(self, row):
-    append(self, row)
-    written.append(row)
-    if len(written) == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
-Recorder.append = append_then_die
-sys.argv = ["dps_exp.run", *sys.argv[1:]]
-runpy.run_module("dps_exp.run", run_name="__main__")
-"""
+KILL_AFTER_THREE_ROWS = signal_after_rows(3, signal.SIGKILL)
 
 
 def test_a_killed_sweep_resumes_to_the_same_rows_without_duplicates(tmp_path):
@@ -194,6 +182,72 @@ def test_shards_merge_into_the_unsharded_run(tmp_path):
     assert [r["metrics"] for r in merged] == [r["metrics"] for r in whole]
 
 
+def merge_cli(*args) -> None:
+    """scripts/merge_runs.py ARGS in-process (its errors are SystemExit)."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    import merge_runs
+
+    merge_runs.main([str(a) for a in args])
+
+
+def fake_shard(path: Path, shard: int | None, num_shards: int = 2, hydra_only: bool = False) -> Path:
+    """A run directory with one row of image `shard` and its config recorded in summary.json (or, for a run
+    stopped before its summary, only in .hydra/config.yaml); `shard=None`: a config without shard keys."""
+    path.mkdir(parents=True)
+    index = shard or 0
+    row = {"key": f"{index:05d}-a", "config_id": "c", "index": index, "status": "ok", "metrics": {"psnr": 20.0}}
+    (path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    data = {} if shard is None else {"shard": shard, "num_shards": num_shards}
+    config = {"data": {"size": 8, **data}, "metrics": {"names": ["psnr"]}}
+    if hydra_only:
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    else:
+        (path / "summary.json").write_text(json.dumps({"config": config}))
+    return path
+
+
+def test_merge_refuses_what_is_not_a_run_and_an_out_that_is_one(tmp_path):
+    shard = fake_shard(tmp_path / "sweep" / "0", 0)
+    fake_shard(tmp_path / "sweep" / "1", 1)
+    (tmp_path / "empty").mkdir()
+    cases = {
+        (tmp_path / "nowhere", shard): "error: no such run directory: ",
+        (tmp_path / "sweep",): f"error: {tmp_path / 'sweep'} is a sweep, not a run: pass its point directories ("
+        f"{tmp_path / 'sweep' / '0'} {tmp_path / 'sweep' / '1'})",
+        (tmp_path / "empty",): "holds no results.jsonl: not a run directory",
+    }
+    for runs, message in cases.items():
+        with pytest.raises(SystemExit) as stop:
+            merge_cli(*runs, "--out", tmp_path / "merged")
+        assert message in str(stop.value) and not (tmp_path / "merged").exists()
+    before = (shard / "results.jsonl").read_text()
+    with pytest.raises(SystemExit) as stop:
+        merge_cli(shard, tmp_path / "sweep" / "1", "--out", shard)
+    assert "is one of the runs: merging would overwrite its results.jsonl" in str(stop.value)
+    assert (shard / "results.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("shards", "warning"),
+    [
+        ([(0, 2), (1, 2)], None),
+        ([(0, 2), (1, 2, "hydra_only")], None),
+        ([(None,), (None,)], None),
+        ([(0, 2)], "warning: shard 1 of data.num_shards=2 not among the runs: the merged set is partial"),
+        ([(0, 4), (2, 4)], "warning: shard 1, 3 of data.num_shards=4 not among the runs"),
+        ([(0, 2), (1, 4)], "warning: the runs split the data differently (data.num_shards = 2, 4)"),
+    ],
+)
+def test_merge_warns_when_the_shards_are_not_one_whole_set(tmp_path, capsys, shards, warning):
+    runs = [fake_shard(tmp_path / str(k), *spec[:2], hydra_only=len(spec) > 2) for k, spec in enumerate(shards)]
+    merge_cli(*runs, "--out", tmp_path / "merged")
+    err = capsys.readouterr().err
+    assert (warning in err) if warning else err == ""
+    assert len((tmp_path / "merged" / "results.jsonl").read_text().splitlines()) == len({s[0] for s in shards})
+
+
 def test_each_parallel_job_claims_its_own_gpu(tmp_path, monkeypatch):
     from dps_exp import devices
 
@@ -233,3 +287,14 @@ def test_sweep_params_from_a_config_expand_as_the_basic_sweepers(tmp_path):
     assert "sweep_jobs=[0,1,2,3]" in proc.stdout + proc.stderr  # one packed job
     points = {name: (rows[0]["point"]["sampler.eta"], rows[0]["point"]["sampler.step_size"]) for name, rows in rows_of(sweep).items()}  # fmt: skip
     assert points == {"0": (0.5, 5), "1": (0.5, 20), "2": (1, 5), "3": (1, 20)}
+
+
+def test_resume_into_a_named_sweep_dir_continues_that_one(tmp_path):
+    """`resume=true hydra.sweep.dir=A` continues A, even when a newer sweep with the same overrides exists."""
+    args = ["-m", *FAST, "sampler.eta=0.5,1"]
+    assert cli(*args, "hydra.sweep.dir=multirun/day/a", "data.limit=1", cwd=tmp_path).returncode == 0
+    assert cli(*args, "hydra.sweep.dir=multirun/day/b", "data.limit=2", cwd=tmp_path).returncode == 0
+    proc = cli(*args, "hydra.sweep.dir=multirun/day/a", "data.limit=2", "resume=true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "continuing the sweep in multirun/day/a, as named" in proc.stdout + proc.stderr
+    assert total_rows(tmp_path / "multirun/day/a") == 4 and total_rows(tmp_path / "multirun/day/b") == 4
