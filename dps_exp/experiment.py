@@ -191,7 +191,7 @@ class Run:
                     f"{directory} holds results for another image list (image {moved['index']} was "
                     f"{Path(moved['source']).name} there, is {names[moved['index']]} now): choose another output directory"
                 )
-            point.done = {r["key"] for r in rows}
+            point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
             if listed:
                 point.write_hydra_files()
             points.append(point)

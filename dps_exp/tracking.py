@@ -71,16 +71,19 @@ def write_json(path: Path, data: Mapping) -> None:
 
 
 def read_results(path: Path) -> list[dict]:
-    """Every complete line of a results.jsonl; a torn last line (a killed run) is ignored."""
+    """Every complete line of a results.jsonl; a torn last line (a killed run) is ignored, and a later row of
+    a key replaces an earlier one (an unreadable image, retried once its file was mended)."""
     if not path.exists():
         return []
-    rows = []
+    rows: dict[str, dict] = {}
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
-    return rows
+        rows.pop(row["key"], None)
+        rows[row["key"]] = row
+    return list(rows.values())
 
 
 class Recorder:

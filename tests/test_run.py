@@ -269,3 +269,18 @@ def test_sigterm_keeps_finished_rows_and_exits_143_without_a_traceback(tmp_path)
     assert "Traceback" not in output and "interrupted: finished images are recorded" in output
     assert json.loads((tmp_path / "out/summary.json").read_text())["status"] == "interrupted"
     assert len((tmp_path / "out/results.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_unreadable_image_is_tried_again_once_mended(tmp_path):
+    root, out = tmp_path / "imgs", tmp_path / "out"
+    root.mkdir()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(root / "a.png")
+    (root / "b.png").write_bytes(b"not a png")
+    (first,) = Run(spec("data=folder", f"data.root={root}"), out).execute()
+    assert (first["ok"], first["unreadable"]) == (1, 1)
+    Image.new("RGB", (16, 16), (0, 0, 200)).save(root / "b.png")
+    (second,) = Run(spec("data=folder", f"data.root={root}"), out).execute()
+    assert (second["rows"], second["ok"], second["unreadable"]) == (2, 2, 0)
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    by_image = {i: [r["status"] for r in lines if r["index"] == i] for i in (0, 1)}
+    assert by_image == {0: ["ok"], 1: ["unreadable", "ok"]}  # image a not recomputed; b's later row replaces
