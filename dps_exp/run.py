@@ -38,6 +38,14 @@ def compose(overrides: Sequence[str] = ()) -> dict:
         return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
+def to_log_files(message: str) -> None:
+    """Also into the job's run.log (the console already has it on stderr), so the log says why it stopped."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
     raise KeyboardInterrupt(signum)
 
@@ -63,6 +71,7 @@ def main(cfg: DictConfig) -> float:
             log.error("%s", err)
             raise
         print(f"error: {err}", file=sys.stderr)
+        to_log_files(f"error: {err}")
         sys.exit(2)
     means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
     psnr = statistics.fmean(means) if means else math.nan

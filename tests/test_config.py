@@ -28,6 +28,8 @@ def test_invalid_value_exits_with_one_line(override, tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"error: {INVALID[override]}"]
+    logs = list(tmp_path.rglob("run.log"))
+    assert logs and all(INVALID[override] in p.read_text() for p in logs)  # the log says why it stopped
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("results.jsonl"))
 
