@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,11 @@ def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -
             state = load_file(ckpt.path)
         else:
             state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own message suggests weights_only=False, which we never do
+        raise CheckpointError(
+            f"cannot read the checkpoint {ckpt.path}: it holds objects other than tensors and plain containers, "
+            "which this project does not unpickle (torch.load(weights_only=True)); save its state_dict alone"
+        ) from None
     except Exception as err:
         raise CheckpointError(
             f"cannot read the checkpoint {ckpt.path}: {type(err).__name__}: {str(err).splitlines()[0]}. "

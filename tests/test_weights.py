@@ -3,6 +3,7 @@ mocked Hub that reports size and sha256. Nothing here touches the network."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 
@@ -106,6 +107,11 @@ def test_an_unreadable_local_file_and_a_mismatched_state_dict_are_refused(tmp_pa
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read the checkpoint"):
         load_state_dict(ADMUNet(TINY), local_file(str(bad)))
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"weight": torch.zeros(3), "saved": datetime.datetime(2026, 1, 1)}, pickled)  # not allowlisted
+    with pytest.raises(CheckpointError, match="objects other than tensors") as err:
+        load_state_dict(ADMUNet(TINY), local_file(str(pickled)))
+    assert "weights_only=False" not in str(err.value)  # no advice to unpickle untrusted files
     other = tmp_path / "other.pt"
     torch.save({"weight": torch.zeros(3)}, other)
     with pytest.raises(CheckpointError, match="does not fit the ADMUNet"):
