@@ -32,7 +32,7 @@ def load_image(path: Path, size: int) -> Tensor:
     try:
         img = decode_image(str(path), mode=ImageReadMode.RGB)
     except Exception as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
+        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None  # not its C++ trace
     side = min(img.shape[-2:])
     img = TF.center_crop(img, [side, side]).float() / 255.0
     if side != size:
