@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,8 @@ def load_image(path: Path, size: int) -> Tensor:
     try:
         img = decode_image(str(path), mode=ImageReadMode.RGB)
     except Exception as err:
-        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None  # not its C++ trace
+        reason = re.sub(r"^.*\.cpp:\d+, ", "", str(err).splitlines()[0])  # torchvision prefixes its C++ source line
+        raise DataError(f"cannot read image {path}: {reason}") from None
     side = min(img.shape[-2:])
     img = TF.center_crop(img, [side, side]).float() / 255.0
     if side != size:
