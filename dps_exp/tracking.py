@@ -231,7 +231,8 @@ class WandbLogger(Logger):
         import wandb
 
         if rows:
-            columns = ["key", "index", "source", "status", *rows[0].get("metrics", {})]
+            metrics = dict.fromkeys(m for r in rows for m in r.get("metrics", {}))  # an unreadable row has none
+            columns = ["key", "index", "source", "status", *metrics]
             table = wandb.Table(columns=columns)
             for r in rows:
                 table.add_data(*[r.get(c, r.get("metrics", {}).get(c)) for c in columns])
