@@ -127,6 +127,8 @@ def check_value(tp: Any, value: Any, key: str) -> None:
     if PER_SAMPLE in extras and isinstance(value, list | tuple | ListConfig):  # one value per sweep point
         if not value:
             _fail(key, value, "hold at least one value")
+        if any(isinstance(v, list | tuple | ListConfig) for v in value):
+            _fail(key, value, "hold one value per point, not lists")
         for i, v in enumerate(value):
             check_value(tp, v, f"{key}[{i}]")
         return

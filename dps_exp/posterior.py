@@ -70,6 +70,12 @@ class Mixture:
                 out[b, rows] = self.means[b, k] + z[rows] @ F[b, k].mT
         return out.view(B, n, *self.shape)
 
+    @staticmethod
+    def cat(parts: Sequence[Mixture]) -> Mixture:
+        """One batch of the mixtures of several (of one image shape)."""
+        fields = (torch.cat([getattr(p, f) for p in parts]) for f in ("weights", "means", "covariances"))
+        return Mixture(*fields, parts[0].shape)
+
     def __getitem__(self, b: int) -> Mixture:
         """The b-th mixture alone (a batch of one)."""
         s = slice(b, b + 1)
@@ -150,9 +156,12 @@ def exact_posterior(
         raise ConfigError(f"{type(prior).__name__} is defined at any size: pass the image shape (C, H, W)")
     B = y.shape[0]
     A, y, sigma = dense_operator(physics, shape, B, y.device), y.flatten(1).double().cpu(), noise_std(physics, B)
-    if rows is not None:  # conditioning (a Cholesky per row and component) is the cost: only where it is used
-        A, y, sigma = A[list(rows)], y[list(rows)], sigma[list(rows)]
-    # rows that no sample's operator uses (pixels masked everywhere) measure only noise: the same factor for
-    # every component, so dropping them changes nothing but the cost (inpainting one image keeps m ≈ kept pixels)
-    used = A.abs().amax(dim=(0, 2)) > 0
-    return condition(prior_mixture(prior, shape), A[:, used], y[:, used], sigma)
+    mixture = prior_mixture(prior, shape)
+    # Each measurement is conditioned on its own, so its posterior does not depend on the rest of the batch.
+    # Measurement entries its operator does not use (masked pixels) measure only noise: the same factor for
+    # every component, so dropping them changes nothing but the cost (inpainting keeps m ≈ kept pixels).
+    parts = []
+    for b in range(B) if rows is None else rows:
+        used = A[b].abs().amax(dim=1) > 0
+        parts.append(condition(mixture, A[b, used][None], y[b, used][None], sigma[b : b + 1]))
+    return Mixture.cat(parts)

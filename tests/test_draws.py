@@ -65,3 +65,15 @@ def test_no_exact_posterior_is_said_once_per_run(tmp_path, caplog):
         Run(spec, tmp_path / name).execute()
     assert caplog.text.count("no exact posterior (the exact posterior needs Gaussian noise") == 2
     assert "mean_rmse" not in rows(tmp_path / "a")[0]["metrics"]
+
+
+def test_posterior_scores_do_not_depend_on_the_batch(tmp_path):
+    """Each measurement's exact posterior (and so the exact reference draws behind sliced_w2 and its floor) comes
+    from its own operator alone: batch size and composition change no score."""
+    base = ["experiment=demo", "denoiser=gaussian", "data.size=16", "data.limit=2", "sampler.steps=5",
+            "sampler.samples=2", "logger=none", "progress=false"]  # fmt: skip
+    Run(resolve(compose([*base, "data.batch_size=1"])), tmp_path / "one").execute()
+    Run(resolve(compose([*base, "data.batch_size=4"])), tmp_path / "four").execute()
+    for a, b in zip(rows(tmp_path / "one"), rows(tmp_path / "four"), strict=True):
+        assert "sliced_w2_floor" in a["metrics"]
+        assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-6)

@@ -298,3 +298,30 @@ def test_resume_into_a_named_sweep_dir_continues_that_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "continuing the sweep in multirun/day/a, as named" in proc.stdout + proc.stderr
     assert total_rows(tmp_path / "multirun/day/a") == 4 and total_rows(tmp_path / "multirun/day/b") == 4
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [["sampler.eta=[0.5,1]"], ["experiment=paper/ffhq_phase_retrieval", "denoiser=gaussian", "data=sample",
+                               "sampler.variance=eta", "metrics=default", "data.size=16"]],
+    ids=["by hand", "by an experiment"],
+)  # fmt: skip
+def test_a_job_that_already_lists_points_is_not_packed_with_others(tmp_path, listed):
+    """Per-sample values listed in the job's own config (an experiment's best-of-4 seeds, a hand-written list)
+    make that job's points: sweeping another per-sample key runs each job as it is (it was zipped with them)."""
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *FAST, *listed, "sampler.step_size=5,20", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for job, step_size in (("0", 5), ("1", 20)):
+        points = [json.loads((d / "results.jsonl").read_text().splitlines()[0])["point"] for d in sorted((sweep / job).glob("point-*"))]  # fmt: skip
+        assert len(points) >= 2 and {p["sampler.step_size"] for p in points} == {step_size}
+    assert not list(sweep.glob("packed-*"))
+
+
+def test_nested_per_sample_lists_are_refused():
+    from dps_exp.errors import ConfigError
+    from dps_exp.experiment import validate
+    from tests.helpers import compose
+
+    with pytest.raises(ConfigError, match="sampler.eta=.*must hold one value per point, not lists"):
+        validate(compose(["sampler.eta=[[0,1],[0,1]]"]))

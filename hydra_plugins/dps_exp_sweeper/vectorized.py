@@ -47,28 +47,34 @@ class VectorizedSweeper(BasicSweeper):
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         return resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
-    def per_sample_keys(self, job: list[str]) -> set[str]:
-        """The keys that may differ per sample in this job's composed config."""
+    def per_sample_keys(self, job: list[str]) -> tuple[set[str], bool]:
+        """The keys that may differ per sample in this job's composed config, and whether one of them already
+        holds a list there (an experiment's `seed: [0, 1, 2, 3]`, a hand-written `sampler.eta=[0,1]`)."""
         from dps_exp.config import per_sample_keys
         from dps_exp.experiment import GROUPS
+        from dps_exp.points import get_dotted
 
         spec = self.compose(job)
-        return {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
+        keys = {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
+        return keys, any(isinstance(get_dotted(spec, k), list) for k in keys)
 
     def pack(self, jobs: list[list[str]]) -> list[list[str]]:
         """Group the jobs that differ only in per-sample overrides; each group becomes one or more jobs. A job
         left alone runs as it is, in its own `<number>/` (Hydra writes its `.hydra/`); a packed one logs into
         `packed-<its first number>/` and its points write into their numbers' folders."""
         groups: OrderedDict[tuple, list[tuple[int, list[str]]]] = OrderedDict()
-        keys_by_choice: dict[tuple, set[str]] = {}
+        keys_by_choice: dict[tuple, tuple[set[str], bool]] = {}
+        packed = []
         for number, job in enumerate(jobs):
             choices = tuple(o for o in job if "." not in key_of(o))  # group choices decide the classes
             if choices not in keys_by_choice:
                 keys_by_choice[choices] = self.per_sample_keys(job)
-            keys = keys_by_choice[choices]
+            keys, listed = keys_by_choice[choices]
+            if listed or any(key_of(o) in keys and o.split("=", 1)[1].startswith("[") for o in job):
+                packed.append(job + [f"hydra.sweep.subdir={number}"])  # its lists make its own points: as it is
+                continue
             fixed = tuple(o for o in job if key_of(o) not in keys)
             groups.setdefault(fixed, []).append((number, [o for o in job if key_of(o) in keys]))
-        packed = []
         for fixed, members in groups.items():
             size = self.points_per_job or len(members)
             for first in range(0, len(members), size):
