@@ -42,7 +42,7 @@ from dps_exp.points import (
 )
 from dps_exp.report import fid_from_disk
 from dps_exp.schedule import Schedule
-from dps_exp.tracking import Recorder, aggregate, counts
+from dps_exp.tracking import Recorder, aggregate, counts, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -239,17 +239,19 @@ class Run:
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
-            log.error("interrupted: finished images are recorded; run the same command again to continue")
+            log.error("interrupted: finished images are recorded; to continue, run the same command with "
+                      "resume=true (or into this directory)")  # fmt: skip
             raise
         finally:
             summaries = []
-            for point in self.points:
-                summary = self.summarize(point, status, time.perf_counter() - start)
-                point.recorder.write_summary(summary)
-                point.logger.finish(summary, point.recorder.rows())
-                summaries.append(summary)
-            if self._gpu_claim is not None:
-                self._gpu_claim.close()
+            with signals_held():
+                for point in self.points:
+                    summary = self.summarize(point, status, time.perf_counter() - start)
+                    point.recorder.write_summary(summary)
+                    point.logger.finish(summary, point.recorder.rows())
+                    summaries.append(summary)
+                if self._gpu_claim is not None:
+                    self._gpu_claim.close()
         return summaries
 
     def load(self, chunk: Sequence[tuple[Item, Point, int]]) -> tuple[list, Tensor | None]:

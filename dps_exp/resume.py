@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,10 +23,16 @@ def without_resume(overrides: Sequence[str]) -> list[str]:
     return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != "resume"]
 
 
+def sweep_overrides(hydra: Mapping) -> list[str]:
+    """What defines a sweep on the command line: its task overrides and any `hydra.sweeper.params` given there."""
+    params = [o for o in hydra["overrides"]["hydra"] if o.lstrip("+").startswith("hydra.sweeper.params")]
+    return [*hydra["overrides"]["task"], *params]
+
+
 def previous_dir(root: Path, overrides: Sequence[str], sweep: bool) -> Path | None:
     """The newest `root/<date>/<time>` whose recorded task overrides equal `overrides` (resume ignored).
 
-    Runs record them in `.hydra/overrides.yaml`, sweeps in `multirun.yaml` (`hydra.overrides.task`).
+    Runs record them in `.hydra/overrides.yaml`, sweeps in `multirun.yaml` (`sweep_overrides`).
     """
     wanted = sorted(without_resume(overrides))
     candidates = sorted(
@@ -35,7 +41,7 @@ def previous_dir(root: Path, overrides: Sequence[str], sweep: bool) -> Path | No
     for directory in candidates:
         try:
             if sweep:
-                recorded = OmegaConf.load(directory / "multirun.yaml").hydra.overrides.task
+                recorded = sweep_overrides(OmegaConf.load(directory / "multirun.yaml").hydra)
             else:
                 recorded = OmegaConf.load(directory / ".hydra" / "overrides.yaml")
         except (OSError, ValueError, AttributeError):

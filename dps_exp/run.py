@@ -13,6 +13,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -46,6 +47,11 @@ def to_log_files(message: str) -> None:
             handler.handle(record)
 
 
+def exit_as_signalled(err: KeyboardInterrupt) -> NoReturn:
+    """Exit with the status the signal would have given (130 Ctrl-C, 143 SIGTERM), without a traceback."""
+    sys.exit(128 + (err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT))
+
+
 def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
     raise KeyboardInterrupt(signum)
 
@@ -63,9 +69,8 @@ def main(cfg: DictConfig) -> float:
             overrides=list(hc.overrides.task),
         )
         summaries = run.execute()
-    except KeyboardInterrupt as err:  # the Run has said what is kept; exit as the signal would, no traceback
-        signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
-        sys.exit(128 + signum)
+    except KeyboardInterrupt as err:  # the Run has said what is kept
+        exit_as_signalled(err)
     except UserError as err:
         if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
             log.error("%s", err)
@@ -108,4 +113,8 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]
-    main()
+    signal.signal(signal.SIGTERM, _stop)  # also between a sweep's jobs, and in a launcher's parent process
+    try:
+        main()
+    except KeyboardInterrupt as err:  # outside a job (between jobs, in a launcher)
+        exit_as_signalled(err)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import statistics
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,6 +64,25 @@ def counts(rows: Sequence[Mapping]) -> dict[str, int]:
         "diverged": sum(r.get("status") == "diverged" for r in rows),
         "unreadable": sum(r.get("status") == "unreadable" for r in rows),
     }
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait for the block (a run's summaries and W&B runs being written), then stop the
+    process as they would have: a second signal must not leave some points without their summary."""
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from there
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt(caught[0])
 
 
 def write_json(path: Path, data: Mapping) -> None:

@@ -34,19 +34,20 @@ def cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> s
     )
 
 
-def signal_after_rows(rows: int, signum: int) -> str:
+def signal_after(calls: int, signum: int, method: str = "append") -> str:
     """Python code (for `python -c CODE ARGS`) that runs `dps_exp.run ARGS` and sends its own process `signum`
-    right after the `rows`-th result row reaches the disk: a kill at a fixed point, whatever the machine's speed."""
+    right after the `calls`-th call of `Recorder.<method>` (`append`: a result row reached the disk;
+    `write_summary`: a summary did): a signal at a fixed point, whatever the machine's speed."""
     return f"""
 import os, runpy, sys
 from dps_exp.tracking import Recorder
-append, written = Recorder.append, []
-def append_then_signal(self, row):
-    append(self, row)
-    written.append(row)
-    if len(written) == {rows}:
+real, calls = Recorder.{method}, []
+def then_signal(self, *args):
+    real(self, *args)
+    calls.append(args)
+    if len(calls) == {calls}:
         os.kill(os.getpid(), {int(signum)})
-Recorder.append = append_then_signal
+Recorder.{method} = then_signal
 sys.argv = ["dps_exp.run", *sys.argv[1:]]
 runpy.run_module("dps_exp.run", run_name="__main__")
 """

@@ -257,12 +257,12 @@ def test_sigterm_keeps_finished_rows_and_exits_143_without_a_traceback(tmp_path)
     import subprocess
     import sys
 
-    from tests.helpers import signal_after_rows
+    from tests.helpers import signal_after
 
     args = ["experiment=demo", "denoiser=gaussian", "data.size=16", "data.limit=null", "data.batch_size=1",
             "sampler.steps=3", "logger=none", "progress=false", "hydra.run.dir=out"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", signal_after_rows(2, signal.SIGTERM), *args], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-c", signal_after(2, signal.SIGTERM), *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
     output = proc.stdout + proc.stderr
@@ -284,3 +284,18 @@ def test_an_unreadable_image_is_tried_again_once_mended(tmp_path):
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     by_image = {i: [r["status"] for r in lines if r["index"] == i] for i in (0, 1)}
     assert by_image == {0: ["ok"], 1: ["unreadable", "ok"]}  # image a not recomputed; b's later row replaces
+
+
+def test_a_sweep_resumes_only_a_sweep_of_the_same_config_params(tmp_path):
+    """`hydra.sweeper.params` given on the command line is part of what a sweep is, for resume=true."""
+    from omegaconf import OmegaConf
+
+    from dps_exp.resume import previous_dir
+
+    params = 'hydra.sweeper.params={sampler.eta:"0,1"}'
+    (tmp_path / "day/a").mkdir(parents=True)
+    hydra = {"overrides": {"task": ["sampler.step_size=1,4"], "hydra": [params, "hydra.mode=MULTIRUN"]}}
+    OmegaConf.save({"hydra": hydra}, tmp_path / "day/a/multirun.yaml")
+    assert previous_dir(tmp_path, ["sampler.step_size=1,4", params], sweep=True) == tmp_path / "day/a"
+    other = 'hydra.sweeper.params={sampler.eta:"0.5,1"}'
+    assert previous_dir(tmp_path, ["sampler.step_size=1,4", other], sweep=True) is None

@@ -16,7 +16,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import ROOT, cli, signal_after_rows
+from tests.helpers import ROOT, cli, signal_after
 
 # The Gaussian prior's FFT denoiser gives the same floats at any batch size (a conv net's CPU kernels differ in the
 # last bits between batch sizes), so packed and sequential runs can be compared to 1e-5.
@@ -67,7 +67,7 @@ def total_rows(root: Path) -> int:
 
 # Runs the sweep and SIGKILLs its own process right after the third result row reaches the disk: a kill at a
 # fixed point mid-sweep (mid-batch too, as a packed batch writes one row per point), whatever the machine's speed.
-KILL_AFTER_THREE_ROWS = signal_after_rows(3, signal.SIGKILL)
+KILL_AFTER_THREE_ROWS = signal_after(3, signal.SIGKILL)
 
 
 def test_a_killed_sweep_resumes_to_the_same_rows_without_duplicates(tmp_path):
@@ -325,3 +325,15 @@ def test_nested_per_sample_lists_are_refused():
 
     with pytest.raises(ConfigError, match="sampler.eta=.*must hold one value per point, not lists"):
         validate(compose(["sampler.eta=[[0,1],[0,1]]"]))
+
+
+def test_a_signal_while_summaries_are_written_waits_for_them(tmp_path):
+    """SIGTERM arriving as a packed job writes its points' summaries: every point still gets one, then the
+    process stops as SIGTERM would."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    code = signal_after(1, signal.SIGTERM, method="write_summary")
+    proc = subprocess.run([sys.executable, "-c", code, "-m", *FAST, *GRID[:2], "hydra.sweep.dir=sweep"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("[0-9]*/summary.json"))]
+    assert [s["status"] for s in summaries] == ["complete"] * 4

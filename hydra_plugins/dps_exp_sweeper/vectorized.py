@@ -112,7 +112,7 @@ class VectorizedSweeper(BasicSweeper):
                 sys.exit(2)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from dps_exp.resume import previous_dir
+        from dps_exp.resume import previous_dir, sweep_overrides
 
         jobs = self.expand(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -121,7 +121,7 @@ class VectorizedSweeper(BasicSweeper):
         if self.config.get("resume") and named:
             log.info("resume=true: continuing the sweep in %s, as named", sweep_dir)
         elif self.config.get("resume"):
-            previous = previous_dir(sweep_dir.parent.parent, list(self.config.hydra.overrides.task), sweep=True)
+            previous = previous_dir(sweep_dir.parent.parent, sweep_overrides(self.config.hydra), sweep=True)
             if previous is not None:
                 log.info("resume=true: continuing the sweep in %s", previous)
                 sweep_dir = previous
