@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -63,12 +64,10 @@ def fid_from_disk(
 
 
 def varying(runs: Sequence[Mapping]) -> list[str]:
-    """The hyperparameters that take more than one value across the runs, in a stable order."""
-    keys: dict[str, set] = {}
-    for run in runs:
-        for k, v in run["params"].items():
-            keys.setdefault(k, set()).add(json.dumps(v))
-    return [k for k, values in keys.items() if len(values) > 1]
+    """The hyperparameters that take more than one value across the runs, in a stable order; a key that only
+    some runs have (another operator's, in a sweep over `physics=...`) varies too."""
+    keys = dict.fromkeys(k for run in runs for k in run["params"])
+    return [k for k in keys if len({json.dumps(run["params"].get(k)) for run in runs}) > 1]
 
 
 def table(runs: Sequence[Mapping], metrics: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
@@ -76,9 +75,10 @@ def table(runs: Sequence[Mapping], metrics: Sequence[str] | None = None) -> tupl
     keys = varying(runs)
     metrics = metrics or sorted({m for run in runs for m in run["metrics"]})
     columns = ["run", *keys] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")]
-    rows = []
+    rows, root = [], os.path.commonpath([run["dir"] for run in runs]) if len(runs) > 1 else None
     for run in runs:
-        row = [Path(run["dir"]).name, *(run["params"].get(k) for k in keys)]
+        name = os.path.relpath(run["dir"], root) if root else Path(run["dir"]).name  # `3/point-1`, not `point-1`
+        row = [name, *(run["params"].get(k) for k in keys)]
         for m in metrics:
             agg = run["metrics"].get(m, {})
             row += [agg.get("mean"), agg.get("std"), agg.get("n")]

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dps_exp.points import sweep_group  # noqa: E402
-from dps_exp.report import collect, run_dirs, table, to_csv, to_markdown  # noqa: E402
+from dps_exp.report import collect, run_dirs, table, to_csv, to_markdown, varying  # noqa: E402
 
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 
@@ -33,8 +33,16 @@ def per_image(run: dict, metric: str) -> list[float]:
     ]
 
 
+def series_keys(runs: list[dict], x: str, series: str, panel: str | None) -> list[str]:
+    """`series` and every other key that varies but is neither `x` nor `panel` (steps, seed, …): points that
+    differ in one are never drawn as one line."""
+    return [series, *(k for k in varying(runs) if k not in (x, series, panel))]
+
+
 def plot(runs: list[dict], metric: str, x: str, series: str, panel: str | None, out: Path) -> Path:
+    """One line per value of the series keys, one panel per value of `panel`."""
     panels = sorted({r["params"].get(panel) for r in runs}, key=str) if panel else [None]
+    keys = series_keys(runs, x, series, panel)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, sharey=True)
     for ax, value in zip(axes[0], panels, strict=True):
         lines: dict = defaultdict(list)
@@ -44,11 +52,12 @@ def plot(runs: list[dict], metric: str, x: str, series: str, panel: str | None, 
             vals = per_image(r, metric)
             if vals and r["params"].get(x) is not None:
                 spread = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                lines[r["params"].get(series)].append((r["params"][x], statistics.fmean(vals), spread))
-        for label, points in sorted(lines.items(), key=lambda kv: str(kv[0])):
+                label = ", ".join(f"{k.rsplit('.', 1)[-1]} = {r['params'].get(k)}" for k in keys)
+                lines[label].append((r["params"][x], statistics.fmean(vals), spread))
+        for label, points in sorted(lines.items()):
             points.sort()
             xs, ys, es = zip(*points, strict=True)
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{series.rsplit('.', 1)[-1]} = {label}")
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
         xs_all = sorted({p[0] for pts in lines.values() for p in pts})
         if xs_all and xs_all[0] > 0 and xs_all[-1] / xs_all[0] > 8:
             ax.set_xscale("log")

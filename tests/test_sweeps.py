@@ -337,3 +337,26 @@ def test_a_signal_while_summaries_are_written_waits_for_them(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("[0-9]*/summary.json"))]
     assert [s["status"] for s in summaries] == ["complete"] * 4
+
+
+def test_sweep_report_keeps_every_varying_key_apart():
+    """A key that only some runs have (a sweep over operators) varies; runs are named by their path in the sweep;
+    keys other than x and panel (steps here) split the plot's lines as the series does."""
+    import importlib.util
+
+    from dps_exp.report import table
+
+    def run(path, **params):
+        return {"dir": f"/s/{path}", "params": params, "rows": [], "metrics": {}, "summary": {}}
+
+    runs = [run("0/point-0", **{"physics.mask": 0.1, "sampler.eta": 0, "sampler.steps": 3, "sampler.step_size": 1}),
+            run("0/point-1", **{"physics.mask": 0.1, "sampler.eta": 1, "sampler.steps": 5, "sampler.step_size": 1}),
+            run("1/point-0", **{"physics.factor": 4, "sampler.eta": 0, "sampler.steps": 3, "sampler.step_size": 1})]  # fmt: skip
+    columns, rows = table(runs)
+    assert columns[:4] == ["run", "physics.mask", "sampler.eta", "sampler.steps"] and "physics.factor" in columns
+    assert [r[0] for r in rows] == ["0/point-0", "0/point-1", "1/point-0"]
+    spec = importlib.util.spec_from_file_location("sweep_report", ROOT / "scripts" / "sweep_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    keys = report.series_keys(runs, "sampler.step_size", "sampler.eta", "physics.mask")
+    assert keys == ["sampler.eta", "sampler.steps", "physics.factor"]
