@@ -6,6 +6,7 @@ the launcher records it as failed and the sweep (or study) goes on.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import signal
@@ -93,6 +94,25 @@ def main(cfg: DictConfig) -> float:
     return psnr
 
 
+# Config options that need a Hydra plugin from an extra: (argument prefix, plugin module, extra).
+PLUGINS = [
+    ("hydra/launcher=gpus", "hydra_plugins.hydra_joblib_launcher", "launchers"),
+    ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "launchers"),
+    ("hydra/launcher=local", "hydra_plugins.hydra_submitit_launcher", "launchers"),
+    ("hparams_search=", "hydra_plugins.hydra_optuna_sweeper", "optuna"),
+]
+
+
+def missing_plugin(argv: list[str]) -> str | None:
+    """What to install when an argument asks for a plugin that is not installed (Hydra only says it cannot
+    load the config)."""
+    for prefix, module, extra in PLUGINS:
+        if any(a.lstrip("+").startswith(prefix) for a in argv) and importlib.util.find_spec(module) is None:
+            option = next(a for a in argv if a.lstrip("+").startswith(prefix))
+            return f"{option} needs the '{extra}' extra: pip install -e '.[{extra}]' (or dps-exp[{extra}])"
+    return None
+
+
 def continue_earlier_run(argv: list[str]) -> list[str]:
     """`resume=true` on a single run: point hydra.run.dir at the newest run with the same overrides.
 
@@ -112,6 +132,8 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    if missing := missing_plugin(sys.argv[1:]):
+        sys.exit(f"error: {missing}")
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]
     signal.signal(signal.SIGTERM, _stop)  # also between a sweep's jobs, and in a launcher's parent process
     try:

@@ -360,3 +360,16 @@ def test_sweep_report_keeps_every_varying_key_apart():
     spec.loader.exec_module(report)
     keys = report.series_keys(runs, "sampler.step_size", "sampler.eta", "physics.mask")
     assert keys == ["sampler.eta", "sampler.steps", "physics.factor"]
+
+
+def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
+    import importlib.util
+
+    from dps_exp.run import missing_plugin
+
+    assert missing_plugin(["-m", "hydra/launcher=gpus", "sampler.eta=0,1"]) is None  # installed here (dev extra)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "optuna" in name else real(name, *a))
+    assert missing_plugin(["hparams_search=step_size"]) == (
+        "hparams_search=step_size needs the 'optuna' extra: pip install -e '.[optuna]' (or dps-exp[optuna])"
+    )
