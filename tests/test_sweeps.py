@@ -373,3 +373,11 @@ def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
     assert missing_plugin(["hparams_search=step_size"]) == (
         "hparams_search=step_size needs the 'optuna' extra: pip install -e '.[optuna]' (or dps-exp[optuna])"
     )
+
+
+def test_a_bad_value_in_one_point_stops_the_sweep_before_any_job(tmp_path):
+    """The message is the one a sequential sweep gives, not the packed list's (`sampler.eta[1]=1.5`)."""
+    proc = cli("-m", *FAST, "sampler.eta=0,1.5", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: sampler.eta=1.5 is not allowed: it must satisfy 0 ≤ eta ≤ 1"
+    assert not list((tmp_path / "sweep").rglob("results.jsonl"))

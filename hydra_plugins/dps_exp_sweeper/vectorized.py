@@ -97,19 +97,29 @@ class VectorizedSweeper(BasicSweeper):
         out = [f"{key}=[{','.join(values)}]" for key, values in columns.items()]
         return out + [f"sweep_jobs=[{','.join(str(n) for n, _ in chunk)}]"]
 
-    def validate_values(self, batch: list[list[str]]) -> None:
-        """Check every job's values before any job starts: a bad value in one point stops the whole sweep."""
+    def validate_values(self, batch: list[list[str]], jobs: list[list[str]]) -> None:
+        """Check every job's values before any job starts: a bad value in one point stops the whole sweep, with
+        the message a sequential sweep gives (`sampler.eta=1.5`, not the packed list's `sampler.eta[1]=1.5`)."""
         import sys
 
         from dps_exp.errors import ConfigError
         from dps_exp.experiment import validate
 
-        for job in batch:
+        def check(job: list[str]) -> ConfigError | None:
             try:
                 validate(self.compose([o for o in job if not o.startswith("hydra.")]))
             except ConfigError as err:
-                print(f"error: {err}", file=sys.stderr)
-                sys.exit(2)
+                return err
+            return None
+
+        for job in batch:
+            if (err := check(job)) is None:
+                continue
+            numbers = next((o.split("=", 1)[1] for o in job if o.startswith("sweep_jobs=")), None)
+            if numbers is not None:  # a packed job: the error of the first of its points that fails on its own
+                err = next(filter(None, (check(jobs[int(n)]) for n in numbers.strip("[]").split(","))), err)
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
 
     def sweep(self, arguments: list[str]) -> Any:
         from dps_exp.resume import previous_dir, sweep_overrides
@@ -140,7 +150,7 @@ class VectorizedSweeper(BasicSweeper):
         else:
             batch = [job + extra for job in jobs]
         self.validate_batch_is_legal(batch)
-        self.validate_values(batch)
+        self.validate_values(batch, jobs)
         returns = self.launcher.launch(batch, initial_job_idx=0)
         for r in returns:
             _ = r.return_value  # raise here if a job failed
