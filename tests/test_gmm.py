@@ -51,11 +51,13 @@ def test_denoiser_is_the_exact_posterior_of_the_diffusion_measurement(schedule, 
 
 
 def test_eps_and_x0_are_consistent_and_gradients_flow(gmm):
-    x_t = torch.randn(3, 1, 2, 2, requires_grad=True)
+    x_t = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(0)).requires_grad_()
     t = torch.tensor([5, 500, 990])
     pred = gmm(x_t, t)
     assert pred.x0.dtype == torch.float32
-    assert torch.allclose(gmm.x0_from_eps(x_t, t, pred.eps), pred.x0, atol=1e-5)
+    # ε → x̂0 divides by √ᾱ_t (≈ 0.007 at t = 990): float32 rounding of ε grows by that much, no more
+    tolerance = 2e-6 / gmm.sqrt_ab[t].view(-1, 1, 1, 1)
+    assert ((gmm.x0_from_eps(x_t, t, pred.eps) - pred.x0).abs() <= tolerance).all()
     (g,) = torch.autograd.grad(pred.x0.sum(), x_t)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
