@@ -107,8 +107,8 @@ def missing_plugin(argv: list[str]) -> str | None:
     """What to install when an argument asks for a plugin that is not installed (Hydra only says it cannot
     load the config)."""
     for prefix, module, extra in PLUGINS:
-        if any(a.lstrip("+").startswith(prefix) for a in argv) and importlib.util.find_spec(module) is None:
-            option = next(a for a in argv if a.lstrip("+").startswith(prefix))
+        option = next((a for a in argv if a.lstrip("+").startswith(prefix)), None)
+        if option is not None and importlib.util.find_spec(module) is None:
             return f"{option} needs the '{extra}' extra: pip install -e '.[{extra}]' (or dps-exp[{extra}])"
     return None
 
