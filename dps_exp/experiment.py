@@ -105,7 +105,8 @@ class Run:
     """One job: every (image, sweep point) pair of `data` × points, each point recorded in its directory.
 
     `out_dir` is the job's directory; `sweep_dir` the multirun's (for points packed by the sweeper);
-    `overrides` the job's command-line overrides (to name points as a sequential multirun would).
+    `overrides` the job's command-line overrides (to name points as a sequential multirun would); `job` the
+    Hydra job's task config (unresolved) and Hydra config, from which listed points write their `.hydra/`.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class Run:
         out_dir: Path,
         sweep_dir: Path | None = None,
         overrides: Sequence[str] = (),
+        job: tuple[DictConfig, DictConfig] | None = None,
     ):
         validate(spec)
         self.spec = spec
@@ -132,6 +134,7 @@ class Run:
         if advice := layout_advice(self.device, self.denoiser.channels_last, self.settings.compile):
             log.warning(advice)
         self.check_fits(expand(spec, self.per_sample)[0])
+        self.job = job
         self.points = self.make_points(Path(out_dir), sweep_dir, list(overrides))
         self.samples: int = spec["sampler"].get("samples", 1)
         self.pending: dict[str, Unit] = {}
@@ -153,8 +156,9 @@ class Run:
             ) from None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, out_dir: Path, **kwargs: Any) -> Run:
-        return cls(resolve(cfg), Path(out_dir), **kwargs)
+    def from_config(cls, cfg: DictConfig, out_dir: Path, hydra: DictConfig | None = None, **kwargs: Any) -> Run:
+        """A Run of a Hydra job's config (`hydra`: its Hydra config, so that packed points write its files)."""
+        return cls(resolve(cfg), Path(out_dir), job=(cfg, hydra) if hydra is not None else None, **kwargs)
 
     def make_points(self, out_dir: Path, sweep_dir: Path | None, overrides: list[str]):
         values = expand(self.spec, self.per_sample)
@@ -163,13 +167,14 @@ class Run:
         group = sweep_group(sweep_dir) if sweep_dir is not None else None
         names = {item.index: Path(item.source).name for item in self.data.items()}
         points = []
-        for vals, directory in zip(values, dirs, strict=True):
+        numbers = self.settings.sweep_jobs or [None] * len(values)
+        for vals, directory, number in zip(values, dirs, numbers, strict=True):
             point_overrides = overrides_for(overrides, vals, listed)
             logger = build(self.spec["logger"])
             logger.group = getattr(logger, "group", None) or group
             config = with_values(self.spec, "", vals) | {"sweep_jobs": None}
             name = dirname(point_overrides) or "default"
-            point = Point(vals, Recorder(directory), logger, name, point_overrides, config)
+            point = Point(vals, Recorder(directory), logger, name, point_overrides, config, number)
             rows = point.recorder.rows()
             foreign = {r.get("config_id") for r in rows} - {self.config_id}
             if foreign:
@@ -193,7 +198,7 @@ class Run:
                 )
             point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
             if listed:
-                point.write_hydra_files()
+                point.write_hydra_files(*(self.job or ()))
             points.append(point)
         return points
 

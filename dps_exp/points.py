@@ -9,14 +9,17 @@ point writes into the same directory, with the same files, as it would have ther
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dps_exp.errors import ConfigError
 from dps_exp.tracking import Logger, Recorder
@@ -86,11 +89,12 @@ def overrides_for(job_overrides: Sequence[str], values: Mapping[str, Any], liste
     their order, each listed per-sample key replaced by `key=<this point's value>`."""
     out, seen = [], set()
     for override in job_overrides:
-        key = override.split("=", 1)[0].lstrip("+")
+        written = override.split("=", 1)[0]  # with its `+`, if any
+        key = written.lstrip("+")
         if key == "sweep_jobs":
             continue
         if key in listed:
-            out.append(f"{key}={values[key]}")
+            out.append(f"{written}={values[key]}")
             seen.add(key)
         else:
             out.append(override)
@@ -118,18 +122,97 @@ class Point:
     overrides: list[str]
     config: dict
     """The point's own resolved config, as its sequential job would have had it (one value per key)."""
+    number: int | None = None
+    """Its job number in a sequential multirun, when the sweeper packed it."""
     done: set[str] = field(default_factory=set)
 
     @property
     def id(self) -> str:
         return point_id(self.values)
 
-    def write_hydra_files(self) -> None:
-        """The `.hydra/` files a sequential multirun job would have had (packed points have no Hydra job)."""
+    def write_hydra_files(self, task: DictConfig | None = None, hydra: DictConfig | None = None) -> None:
+        """The `.hydra/` files a sequential multirun job would have had (packed points have no Hydra job of
+        their own), made from the packed job's `task` config (interpolations kept, as Hydra saves them) and its
+        `hydra` config, when there are those."""
         hydra_dir = self.recorder.dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(self.config), hydra_dir / "config.yaml")
+        OmegaConf.save(self.own_task(task) if task is not None else OmegaConf.create(self.config),
+                       hydra_dir / "config.yaml")  # fmt: skip
+        if hydra is not None:
+            OmegaConf.save(self.own_hydra(hydra), hydra_dir / "hydra.yaml")
         OmegaConf.save(OmegaConf.create(self.overrides), hydra_dir / "overrides.yaml")
+
+    def own_task(self, task: DictConfig) -> DictConfig:
+        cfg = copy.deepcopy(task)
+        with read_write(cfg), open_dict(cfg):
+            for key, value in self.values.items():
+                OmegaConf.update(cfg, key, value)
+            cfg.sweep_jobs = None
+        return cfg
+
+    def own_hydra(self, hydra: DictConfig) -> DictConfig:
+        """The packed job's Hydra config as this point's job would have had it: its overrides, override_dirname,
+        output dir and (when packed by the sweeper) job number, the sweep's own `hydra.sweep.subdir`."""
+        from hydra._internal.config_loader_impl import get_overrides_dirname
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        hc = copy.deepcopy(hydra)
+        with read_write(hc), open_dict(hc):
+            hc.overrides.task = list(self.overrides)
+            naming = hc.job.config.override_dirname
+            hc.job.override_dirname = get_overrides_dirname(
+                OverridesParser.create().parse_overrides(self.overrides),
+                exclude_keys=list(naming.exclude_keys), item_sep=naming.item_sep, kv_sep=naming.kv_sep,
+            )  # fmt: skip
+            hc.runtime.output_dir = os.path.abspath(self.recorder.dir)
+            if self.number is not None:
+                hc.overrides.hydra = [o for o in hc.overrides.hydra if not o.startswith("hydra.sweep.subdir=")]
+                sweep = OmegaConf.to_container(OmegaConf.load(Path(hc.sweep.dir) / "multirun.yaml").hydra.sweep)
+                hc.sweep.subdir = sweep["subdir"]  # as written there: `${hydra.job.num}`
+                numbered = {str(hc.job.num): self.number, f"{hc.job.name}_{hc.job.num}": f"{hc.job.name}_{self.number}"}
+                hc.job.id = numbered.get(str(hc.job.id), hc.job.id)  # the basic and joblib launchers' ids
+                hc.job.num = self.number
+        return OmegaConf.create({"hydra": hc})
+
+
+class PointLogs(logging.Handler):
+    """Each packed point's `run.log`, as its sequential job would have written it: the job's records from the
+    start (held until the points are known), less those about another point (`extra={"point": k}`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] | None = []
+        self.files: list[logging.FileHandler] = []
+
+    def __enter__(self) -> PointLogs:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+        for handler in self.files:
+            handler.close()
+
+    def open(self, points: Sequence[Point]) -> None:
+        """Start writing: a file per packed point, in the job log's name and format (none when not packed)."""
+        job_log = next((h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
+        held, self.held = self.held or [], None
+        if job_log is None or not any(p.number is not None for p in points):
+            return
+        for k, point in enumerate(points):
+            handler = logging.FileHandler(point.recorder.dir / Path(job_log.baseFilename).name)
+            handler.setFormatter(job_log.formatter)
+            handler.setLevel(job_log.level)
+            handler.addFilter(lambda record, k=k: getattr(record, "point", k) == k)
+            self.files.append(handler)
+        for record in held:
+            self.emit(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held is not None:
+            self.held.append(record)
+        for handler in self.files:
+            handler.handle(record)
 
 
 def point_dirs(n: int, out_dir: Path, sweep_dir: Path | None, sweep_jobs: Sequence[int] | None) -> list[Path]:

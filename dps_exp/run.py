@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from dps_exp.errors import UserError
 from dps_exp.experiment import Run
+from dps_exp.points import PointLogs
 from dps_exp.resume import previous_dir, resume_requested, without_resume
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -62,23 +63,30 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     signal.signal(signal.SIGTERM, _stop)
-    try:
-        run = Run.from_config(
-            cfg,
-            Path(hc.runtime.output_dir),
-            sweep_dir=Path(hc.sweep.dir) if multirun else None,
-            overrides=list(hc.overrides.task),
-        )
-        summaries = run.execute()
-    except KeyboardInterrupt as err:  # the Run has said what is kept
-        exit_as_signalled(err)
-    except UserError as err:
-        if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
-            log.error("%s", err)
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        to_log_files(f"error: {err}")
-        sys.exit(2)
+    with PointLogs() as point_logs:
+        try:
+            run = Run.from_config(
+                cfg,
+                Path(hc.runtime.output_dir),
+                hydra=hc,
+                sweep_dir=Path(hc.sweep.dir) if multirun else None,
+                overrides=list(hc.overrides.task),
+            )
+            point_logs.open(run.points)
+            summaries = run.execute()
+        except KeyboardInterrupt as err:  # the Run has said what is kept
+            exit_as_signalled(err)
+        except UserError as err:
+            if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
+                log.error("%s", err)
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            to_log_files(f"error: {err}")
+            sys.exit(2)
+        for k, (point, summary) in enumerate(zip(run.points, summaries, strict=True)):
+            log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
+                     f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",
+                     point.recorder.dir, extra={"point": k})  # fmt: skip
     means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
     psnr = statistics.fmean(means) if means else math.nan
     if math.isnan(psnr) and "psnr" in run.metrics.names and any(s["rows"] for s in summaries):
@@ -87,10 +95,6 @@ def main(cfg: DictConfig) -> float:
             raise RuntimeError(message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
-    for point, summary in zip(run.points, summaries, strict=True):
-        log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
-                 f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",
-                 point.recorder.dir)  # fmt: skip
     return psnr
 
 

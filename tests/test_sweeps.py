@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.helpers import ROOT, cli, signal_after
@@ -36,13 +38,22 @@ def comparable(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("seconds", "metrics")}
 
 
+def as_sequential(path: Path, tmp_path: Path) -> str:
+    """A file of the packed sweep (`tmp_path/true`) as the sequential one's (`tmp_path/false`) would read: the
+    sweep's own directory and `hydra.sweeper.vectorize` value named alike, log times left out."""
+    text = path.read_text().replace(str(tmp_path / "true"), str(tmp_path / "false"))
+    text = text.replace("vectorize: true", "vectorize: false").replace("vectorize=true", "vectorize=false")
+    return re.sub(r"^\[[^]]*\]", "", text, flags=re.M)
+
+
 def test_vectorized_equals_sequential(tmp_path):
     for mode in ("true", "false"):
-        proc = cli(
-            "-m", *FAST, *GRID, f"hydra.sweeper.vectorize={mode}", f"hydra.sweep.dir={tmp_path / mode}", cwd=tmp_path
-        )
+        # a per-sample key before the others: each point's overrides keep the command line's order
+        where = [f"hydra.sweeper.vectorize={mode}", f"hydra.sweep.dir={tmp_path / mode}"]
+        proc = cli("-m", GRID[0], *FAST, *GRID[1:], *where, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "8 points in 1 jobs" in (tmp_path / "true" / "packed-0" / "run.log").read_text() or True
+        assert ("vectorized sweep: 8 points in 1 jobs" in proc.stdout + proc.stderr) == (mode == "true")
+    assert sorted(p.name for p in (tmp_path / "true").iterdir() if p.is_dir()) == [*map(str, range(8)), "packed-0"]
     packed, sequential = rows_of(tmp_path / "true"), rows_of(tmp_path / "false")
     assert sorted(packed) == sorted(sequential) == [str(n) for n in range(8)]
     for job in sequential:
@@ -53,10 +64,9 @@ def test_vectorized_equals_sequential(tmp_path):
         pa, pb = (Image.open(d / job / r["image"]) for d, r in ((tmp_path / "true", a), (tmp_path / "false", b)))
         diff = torch.tensor(list(pa.getdata())) - torch.tensor(list(pb.getdata()))
         assert diff.abs().max().item() <= 1
-        for name in ("config.yaml", "overrides.yaml"):
-            assert (tmp_path / "true" / job / ".hydra" / name).read_text() == (
-                tmp_path / "false" / job / ".hydra" / name
-            ).read_text()
+        for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "run.log"):
+            a, b = tmp_path / "true" / job / name, tmp_path / "false" / job / name
+            assert as_sequential(a, tmp_path) == as_sequential(b, tmp_path), name
         sa, sb = (json.loads((d / job / "summary.json").read_text()) for d in (tmp_path / "true", tmp_path / "false"))
         assert sa["point"] == sb["point"] and sa["config"] == sb["config"] and sa["overrides"] == sb["overrides"]
 
@@ -275,6 +285,22 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
     with mock.patch.object(Logger, "start", lambda self, config, out_dir, name: seen.append(config)):
         Run(resolve(compose([*FAST, "sampler.eta=[0.5,1]"])), tmp_path).execute()
     assert [c["sampler"]["eta"] for c in seen] == [0.5, 1]
+
+
+def test_a_packed_points_config_file_keeps_the_configs_interpolations(tmp_path):
+    """Hydra saves a job's config unresolved (`mode: ${oc.env:WANDB_MODE,offline}`); a packed point's too."""
+    from dps_exp.points import Point
+    from dps_exp.tracking import Logger, Recorder
+    from tests.helpers import compose
+
+    task = compose([*FAST, "logger=wandb", "sampler.eta=[0.5,1]", "sweep_jobs=[3,4]"])
+    task = OmegaConf.masked_copy(task, [k for k in task if k != "hydra"])
+    point = Point({"sampler.eta": 1, "seed": 0}, Recorder(tmp_path), Logger(), "p", ["sampler.eta=1"], {})
+    point.write_hydra_files(task)
+    saved = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
+    assert saved.sampler.eta == 1 and saved.sweep_jobs is None and saved.seed == 0
+    assert OmegaConf.to_container(saved.logger)["mode"] == "${oc.env:WANDB_MODE,offline}"
+    assert OmegaConf.load(tmp_path / ".hydra" / "overrides.yaml") == ["sampler.eta=1"]
 
 
 def test_sweep_params_from_a_config_expand_as_the_basic_sweepers(tmp_path):

@@ -74,27 +74,27 @@ class VectorizedSweeper(BasicSweeper):
                 packed.append(job + [f"hydra.sweep.subdir={number}"])  # its lists make its own points: as it is
                 continue
             fixed = tuple(o for o in job if key_of(o) not in keys)
-            groups.setdefault(fixed, []).append((number, [o for o in job if key_of(o) in keys]))
-        for fixed, members in groups.items():
+            groups.setdefault(fixed, []).append((number, job))
+        for members in groups.values():
             size = self.points_per_job or len(members)
             for first in range(0, len(members), size):
                 chunk = members[first : first + size]
                 if len(chunk) == 1:
                     packed.append(jobs[chunk[0][0]] + [f"hydra.sweep.subdir={chunk[0][0]}"])
                 else:
-                    subdir = f"hydra.sweep.subdir=packed-{chunk[0][0]}"
-                    packed.append(list(fixed) + self.as_lists(chunk) + [subdir])
+                    packed.append(self.as_lists(chunk, keys) + [f"hydra.sweep.subdir=packed-{chunk[0][0]}"])
         return packed
 
     @staticmethod
-    def as_lists(chunk: list[tuple[int, list[str]]]) -> list[str]:
-        """`key=[v1,v2,…]` for each per-sample key, zipped over the points, and their job numbers."""
-        columns: OrderedDict[str, list[str]] = OrderedDict()
-        for _, packed in chunk:
-            for o in packed:
-                key, value = o.split("=", 1)
-                columns.setdefault(key.lstrip("+"), []).append(value)
-        out = [f"{key}=[{','.join(values)}]" for key, values in columns.items()]
+    def as_lists(chunk: list[tuple[int, list[str]]], keys: set[str]) -> list[str]:
+        """The points' overrides in their order, each per-sample one as `key=[v1,v2,…]` zipped over the points
+        (so that each point's own overrides read back as its sequential job's), then their job numbers. The
+        points of a chunk come from one sweep: the same keys in the same order."""
+        out = []
+        for column in zip(*(job for _, job in chunk), strict=True):
+            key = column[0].split("=", 1)[0]
+            values = [o.split("=", 1)[1] for o in column]
+            out.append(f"{key}=[{','.join(values)}]" if key_of(key) in keys else column[0])
         return out + [f"sweep_jobs=[{','.join(str(n) for n, _ in chunk)}]"]
 
     def validate_values(self, batch: list[list[str]], jobs: list[list[str]]) -> None:
