@@ -41,6 +41,7 @@ from dps_exp.points import (
     with_values,
 )
 from dps_exp.report import fid_from_disk
+from dps_exp.resume import without_resume
 from dps_exp.schedule import Schedule
 from dps_exp.tracking import Recorder, aggregate, counts, signals_held
 
@@ -164,7 +165,8 @@ class Run:
         values = expand(self.spec, self.per_sample)
         dirs = point_dirs(len(values), out_dir, sweep_dir, self.settings.sweep_jobs)
         listed = [k for k in self.per_sample if isinstance(get_dotted(self.spec, k), list)]
-        group = sweep_group(sweep_dir) if sweep_dir is not None else None
+        # a sweep's points, or the points listed by hand in one run, are one W&B group
+        group = sweep_group(sweep_dir or out_dir) if sweep_dir is not None or len(values) > 1 else None
         names = {item.index: Path(item.source).name for item in self.data.items()}
         points = []
         numbers = self.settings.sweep_jobs or [None] * len(values)
@@ -173,7 +175,7 @@ class Run:
             logger = build(self.spec["logger"])
             logger.group = getattr(logger, "group", None) or group
             config = with_values(self.spec, "", vals) | {"sweep_jobs": None}
-            name = dirname(point_overrides) or "default"
+            name = dirname(without_resume(point_overrides)) or "default"  # a resumed run keeps its W&B name
             point = Point(vals, Recorder(directory), logger, name, point_overrides, config, number)
             rows = point.recorder.rows()
             foreign = {r.get("config_id") for r in rows} - {self.config_id}

@@ -120,10 +120,12 @@ def missing_plugin(argv: list[str]) -> str | None:
 def continue_earlier_run(argv: list[str]) -> list[str]:
     """`resume=true` on a single run: point hydra.run.dir at the newest run with the same overrides.
 
-    (Sweeps resume in the vectorized sweeper, which picks the sweep directory itself.)
+    (Sweeps resume in the vectorized sweeper, which picks the sweep directory itself; Optuna studies from
+    their storage.)
     """
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    if not resume_requested(overrides) or {"-m", "--multirun"} & set(argv):
+    study = any(o.lstrip("+").startswith("hparams_search=") for o in overrides)  # a multirun by its config
+    if not resume_requested(overrides) or {"-m", "--multirun"} & set(argv) or study:
         return argv
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         return argv

@@ -133,6 +133,35 @@ def test_optuna_study_survives_a_failed_trial(tmp_path):
     assert best["best_params"] in ({"sampler.step_size": 5.0}, {"sampler.step_size": 20.0})
 
 
+def test_a_stored_study_resumes_and_one_in_memory_says_it_cannot(tmp_path):
+    study = [*FAST, "hparams_search=step_size", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'a'}"]
+    proc = cli(*study, "resume=true", cwd=tmp_path)
+    assert proc.returncode == 1 and "hydra.sweeper.storage=sqlite:///" in proc.stderr
+    assert "under outputs/" not in proc.stderr  # the single run's resume does not speak for a study
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"
+    for resume in ("false", "true"):
+        proc = cli(*study, storage, f"resume={resume}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "continues from sqlite" in proc.stderr + proc.stdout
+    import optuna
+
+    assert len(optuna.load_study(study_name="dps_step_size", storage=storage.split("=", 1)[1]).trials) == 4
+
+
+def test_a_study_whose_every_trial_failed_says_so_in_one_line(tmp_path):
+    proc = cli(
+        "hparams_search=step_size", *FAST, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'study'}",
+        "hydra.sweeper.params={sampler.step_size: 'choice(-1.0, -2.0)'}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"every trial of the study failed; each one's reason is in its run.log under {tmp_path / 'study'}" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert "is not allowed: it must satisfy 0 ≤ step_size" in (tmp_path / "study" / "0" / "run.log").read_text()
+
+
 def test_sweep_report_builds_table_and_plots(tmp_path):
     sweep = tmp_path / "s"
     assert cli("-m", *FAST, *GRID, f"hydra.sweep.dir={sweep}", cwd=tmp_path).returncode == 0
@@ -301,6 +330,26 @@ def test_a_packed_points_config_file_keeps_the_configs_interpolations(tmp_path):
     assert saved.sampler.eta == 1 and saved.sweep_jobs is None and saved.seed == 0
     assert OmegaConf.to_container(saved.logger)["mode"] == "${oc.env:WANDB_MODE,offline}"
     assert OmegaConf.load(tmp_path / ".hydra" / "overrides.yaml") == ["sampler.eta=1"]
+
+
+def test_points_listed_in_one_run_are_one_wandb_group_and_resuming_keeps_their_names(tmp_path):
+    from unittest import mock
+
+    from dps_exp.config import resolve
+    from dps_exp.experiment import Run
+    from dps_exp.points import sweep_group
+    from dps_exp.tracking import Logger
+    from tests.helpers import compose
+
+    started = []
+    with mock.patch.object(Logger, "start", lambda self, config, out_dir, name: started.append((name, self.group))):
+        for overrides in (["sampler.eta=[0.5,1]"], ["sampler.eta=[0.5,1]", "resume=true"]):
+            Run(resolve(compose([*FAST, *overrides])), tmp_path, overrides=overrides).execute()
+    assert (
+        started[:2]
+        == started[2:]
+        == [("sampler.eta=0.5", sweep_group(tmp_path)), ("sampler.eta=1", sweep_group(tmp_path))]
+    )
 
 
 def test_sweep_params_from_a_config_expand_as_the_basic_sweepers(tmp_path):

@@ -1,1 +1,2 @@
-"""Hydra plugin of dps-exp: the vectorized sweeper (`hydra/sweeper=vectorized`, the project's default)."""
+"""Hydra plugins of dps-exp: the vectorized sweeper (`hydra/sweeper=vectorized`, the project's default) and the
+Optuna study (`hparams_search=...`)."""

@@ -1,0 +1,53 @@
+"""Hydra's Optuna sweeper (`hparams_search=...`), with the two ends a study can have said in our words.
+
+Optuna is an optional extra, so it is imported when a study starts, not when Hydra scans its plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+# Optuna's import (Hydra imports it for the sampler, before this sweeper is made) logs alembic's plugin set-up.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class OptunaStudy(Sweeper):
+    """`hydra_plugins.hydra_optuna_sweeper`'s sweeper, wrapped: `resume=true` continues a stored study (and says
+    that one kept in memory cannot be), and a study whose every trial failed ends with one line, not Optuna's
+    "No trials are completed yet" traceback."""
+
+    def __init__(self, **options: Any):
+        from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+        self.study = OptunaSweeper(**options)
+        self.storage, self.study_name = options.get("storage"), options.get("study_name")
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.study.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        if self.config.get("resume"):
+            if self.storage is None:
+                sys.exit(
+                    "error: resume=true: this study is kept in memory (hydra.sweeper.storage=null), so no earlier "
+                    "run of it can be continued. Give it a storage, e.g. hydra.sweeper.storage=sqlite:///study.db: "
+                    "the same command then continues the stored study, adding hydra.sweeper.n_trials trials"
+                )
+            log.info("resume=true: study %s continues from %s", self.study_name, self.storage)
+        try:
+            return self.study.sweep(arguments)
+        except ValueError as err:
+            if "No trials are completed" not in str(err):
+                raise
+            sys.exit(
+                f"error: every trial of the study failed; each one's reason is in its run.log under "
+                f"{self.config.hydra.sweep.dir}"
+            )
