@@ -23,6 +23,9 @@ from torch import Tensor
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import Physics
 
+MAX_DIMENSION = 4096
+"""The largest image (C·H·W) whose exact posterior is computed: dense float64 d × d matrices, 128 MiB each here."""
+
 
 @dataclass
 class Mixture:
@@ -154,6 +157,11 @@ def exact_posterior(
     shape = tuple(shape or getattr(prior, "shape", ()))
     if len(shape) != 3:
         raise ConfigError(f"{type(prior).__name__} is defined at any size: pass the image shape (C, H, W)")
+    if (d := math.prod(shape)) > MAX_DIMENSION:
+        raise ConfigError(
+            f"{'×'.join(map(str, shape))} images have {d} dimensions; the dense d × d algebra is done up to "
+            f"{MAX_DIMENSION} (e.g. 32×32 RGB): {d * d * 8 / 2**30:.1f} GiB a matrix and hours a Cholesky here"
+        )
     B = y.shape[0]
     A, y, sigma = dense_operator(physics, shape, B, y.device), y.flatten(1).double().cpu(), noise_std(physics, B)
     mixture = prior_mixture(prior, shape)

@@ -5,9 +5,10 @@ plain interpolation, on crops of photographs the learned prior never saw. Writes
   tuning.jsonl    with --tune: PSNR per (task, prior, step size) on other crops of the same photographs
   TASK.pt         ground truth, measurement pictures and every reconstruction, for figures
 
-Operators come from the project's config (`physics=...` overrides), so the same command scores the
-project's own operators (super-resolution: `physics=super_resolution physics.factor=4`, bicubic as the
-paper). The docs' table is made from these files by scripts/prior_docs.py.
+Tasks (--tasks): inpaintNN keeps NN% of the pixels at random, sr4 is ×4 super-resolution; both with noise
+sigma 0.05. Their operators are the project's own, composed from its config (`physics=inpaint_random`,
+`physics=super_resolution physics.factor=4`: bicubic, as the paper). The docs' table is made from these files
+by scripts/prior_docs.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from dps_exp import batch
 from dps_exp.baselines import linear_inpaint
@@ -37,9 +39,38 @@ def task_overrides(task: str) -> list[str]:
     """The physics overrides of a task."""
     if task.startswith("inpaint"):
         return ["physics=inpaint_random", f"physics.mask={int(task[7:]) / 100}", f"physics.noise.sigma={SIGMA}"]
-    if task == "sr4":
-        return ["physics=super_resolution", "physics.factor=4", f"physics.noise.sigma={SIGMA}"]
-    raise SystemExit(f"unknown task {task!r}: inpaintNN (keep NN%) or sr4")
+    return ["physics=super_resolution", "physics.factor=4", f"physics.noise.sigma={SIGMA}"]
+
+
+def tasks_arg(text: str) -> list[str]:
+    tasks = text.split(",")
+    for task in tasks:
+        keep = task[7:] if task.startswith("inpaint") else ""
+        if task != "sr4" and not (keep.isdigit() and 0 < int(keep) <= 100):
+            raise argparse.ArgumentTypeError(f"unknown task {task!r}: inpaintNN (keep NN% of the pixels, 1-100) or sr4")
+    return tasks
+
+
+def tune_arg(text: str) -> dict[str, list[float]]:
+    """`PRIOR=Z1:Z2:...,...` → {prior: step sizes}."""
+    try:
+        return {k: [float(z) for z in v.split(":")] for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write PRIOR=Z1:Z2:...,... e.g. gaussian=5:10,natural32=1:2"
+        ) from None
+
+
+def step_size_arg(text: str) -> dict[tuple[str, str], float]:
+    """`PRIOR:TASK=VALUE,...` → {(prior, task): step size}."""
+    try:
+        pairs = (item.split("=") for item in filter(None, text.split(",")))
+        chosen = {tuple(key.split(":")): float(value) for key, value in pairs}
+    except ValueError:
+        chosen = {(): 0.0}
+    if any(len(key) != 2 for key in chosen):
+        raise argparse.ArgumentTypeError(f"{text!r}: write PRIOR:TASK=VALUE,... e.g. natural32:sr4=2")
+    return chosen
 
 
 def physics_for(task: str, shape, indices: list[int], seed: int):
@@ -116,21 +147,32 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("outputs/eval/natural32"))
     p.add_argument("--prior", default="natural32", help="the learned prior's denoiser option")
-    p.add_argument("--tasks", default="inpaint20,inpaint10,sr4")
+    p.add_argument(
+        "--tasks", type=tasks_arg, default="inpaint20,inpaint10,sr4", help="inpaintNN or sr4, comma-separated"
+    )
     p.add_argument("--per-image", type=int, default=8, help="crops per held-out photograph (4 photographs)")
     p.add_argument("--side", type=int, default=128, help="photographs are resized to this shorter side")
     p.add_argument("--crop", type=int, default=32)
     p.add_argument("--samples", type=int, default=4, help="DPS samples per crop (scored alone and averaged)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tune", default="", help="PRIOR=Z1:Z2:...,... step sizes to try: write tuning.jsonl, stop")
-    p.add_argument("--step-size", default="", help="PRIOR:TASK=VALUE,... (default: the best in tuning.jsonl)")
+    p.add_argument(
+        "--tune", type=tune_arg, default={}, help="PRIOR=Z1:Z2:...,... step sizes to try: write tuning.jsonl, stop"
+    )
+    p.add_argument(
+        "--step-size", type=step_size_arg, default={}, help="PRIOR:TASK=VALUE,... (default: the best in tuning.jsonl)"
+    )
     args = p.parse_args()
+    names = ("gaussian", args.prior)
+    if unknown := set(args.tune) - set(names) or {k[0] for k in args.step_size} - set(names):
+        p.error(f"no prior {sorted(unknown)[0]!r} in this evaluation: it compares {' and '.join(names)} (--prior)")
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
-    args.out.mkdir(parents=True, exist_ok=True)
     schedule = build(compose([])["schedule"])
-    priors = {name: load_prior(name, schedule) for name in ("gaussian", args.prior)}
-
+    try:
+        priors = {name: load_prior(name, schedule) for name in names}
+    except (ConfigCompositionException, MissingConfigException) as err:
+        p.error(f"--prior {args.prior}: {str(err).splitlines()[0]}")
+    args.out.mkdir(parents=True, exist_ok=True)
     (tune if args.tune else evaluate)(args, schedule, priors)
 
 
@@ -138,10 +180,9 @@ def tune(args, schedule, priors) -> None:
     """DPS on 8 crops other than the test crops (another random draw), for each prior's step sizes in
     --tune; every step size sees the same measurements and noise. Appends to tuning.jsonl."""
     crops, _ = heldout_crops(DEMO_PHOTOS, 2, args.side, args.crop, seed=args.seed + 1)
-    grid = {k: [float(z) for z in v.split(":")] for k, v in (item.split("=") for item in args.tune.split(","))}
     with (args.out / "tuning.jsonl").open("a") as f:
-        for task in args.tasks.split(","):
-            for name, sizes in grid.items():
+        for task in args.tasks:
+            for name, sizes in args.tune.items():
                 tic = time.perf_counter()
                 x = to_signed(crops).repeat(len(sizes), 1, 1, 1)
                 zeta = torch.tensor(sizes).repeat_interleave(crops.shape[0])
@@ -156,21 +197,23 @@ def tune(args, schedule, priors) -> None:
 
 
 def evaluate(args, schedule, priors) -> None:
-    """Every method on the test crops; writes results.jsonl, TASK.pt and run.json."""
-    chosen = best_step_sizes(args.out / "tuning.jsonl", args.steps)
-    for item in filter(None, args.step_size.split(",")):
-        key, value = item.split("=")
-        chosen[tuple(key.split(":"))] = float(value)
+    """Every method on the test crops; writes results.jsonl (replacing an earlier one only once complete),
+    TASK.pt and run.json."""
+    chosen = best_step_sizes(args.out / "tuning.jsonl", args.steps) | args.step_size
+    for name, task in ((name, task) for task in args.tasks for name in priors):
+        if (name, task) not in chosen:
+            raise SystemExit(f"error: no step size for {name} on {task}: run --tune first or pass --step-size")
     crops, labels = heldout_crops(DEMO_PHOTOS, args.per_image, args.side, args.crop, seed=args.seed)
     x = to_signed(crops)
-    with (args.out / "results.jsonl").open("w") as f:
+    partial = args.out / "results.jsonl.partial"
+    with partial.open("w") as f:
 
         def record(task, method, x_hat, sample, extra=None):
             for b, v in enumerate(score(x_hat, crops)):
                 row = {"task": task, "method": method, "crop": b, "label": labels[b], "sample": sample, "psnr": v}
                 f.write(json.dumps(row | (extra or {})) + "\n")
 
-        for task in args.tasks.split(","):
+        for task in args.tasks:
             physics, y = measure(task, x, args.seed)
             saved = {"truth": crops, "measurement": to_unit(physics.to_image(y)), "labels": labels}
             saved["interpolation"] = interpolate(task, physics, y, x.shape)
@@ -182,8 +225,6 @@ def evaluate(args, schedule, priors) -> None:
                 saved["exact-gaussian"] = gaussian_posterior_mean(task, priors["gaussian"], y, x.shape, args.seed)
                 record(task, "exact-gaussian", saved["exact-gaussian"], "mean")
             for name, prior in priors.items():
-                if (name, task) not in chosen:
-                    raise SystemExit(f"no step size for {name} on {task}: run --tune first or pass --step-size")
                 zeta, tic = chosen[(name, task)], time.perf_counter()
                 xs = dps_samples(task, prior, schedule, x, args.steps, zeta, args.samples, args.seed)
                 extra = {"step_size": zeta, "steps": args.steps, "seconds": time.perf_counter() - tic}
@@ -193,7 +234,9 @@ def evaluate(args, schedule, priors) -> None:
                 saved[f"dps-{name}"] = xs
                 print(task, name, f"step size {zeta:g}", f"{extra['seconds']:.0f}s", flush=True)
             torch.save(saved, args.out / f"{task}.pt")
-    (args.out / "run.json").write_text(json.dumps(vars(args) | {"out": str(args.out)}, indent=2))
+    partial.replace(args.out / "results.jsonl")
+    chosen = {f"{name}:{task}": zeta for (name, task), zeta in chosen.items()}
+    (args.out / "run.json").write_text(json.dumps(vars(args) | {"out": str(args.out), "step_size": chosen}, indent=2))
 
 
 def best_step_sizes(path: Path, steps: int) -> dict[tuple[str, str], float]:

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
 
 from dps_exp import batch
 from dps_exp.config import build
-from dps_exp.experiment import to_signed, to_unit
+from dps_exp.errors import UserError
+from dps_exp.experiment import to_signed, to_unit, validate
 from dps_exp.metrics import psnr
 from dps_exp.posterior import exact_posterior
 from dps_exp.posterior_metrics import posterior_metrics
@@ -30,6 +32,8 @@ from dps_exp.samplers.dps import DPS
 
 
 def spec_for(args) -> dict:
+    """The run config of this test bed, checked as a run checks its own (ranges, the images' fit to the prior):
+    a bad value stops it with the run's one-line message."""
     overrides = [
         f"denoiser={args.prior}",
         "data=prior_samples",
@@ -38,34 +42,55 @@ def spec_for(args) -> dict:
         "physics=inpaint_random",
         f"physics.mask={args.mask}",
         f"physics.noise.sigma={args.sigma}",
+        f"sampler.steps={args.steps}",
+        f"sampler.eta=[{','.join(map(str, args.etas))}]",
+        f"sampler.step_size=[{','.join(map(str, args.step_sizes))}]",
         *args.overrides,
     ]
-    return compose(overrides)
+    spec = compose(overrides)
+    validate(spec)
+    return spec
+
+
+def numbers(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers, e.g. 0.5,1,2") from None
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("outputs/testbed/gmm"))
+    p.add_argument("--out", type=Path, help="default: outputs/testbed/PRIOR")
     p.add_argument("--prior", default="gmm", choices=["gmm", "gaussian"])
-    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--images", type=positive, default=8)
     p.add_argument("--size", type=int, default=8, help="image side (the GMM's own: denoiser.image_size)")
     p.add_argument("--mask", type=float, default=0.2, help="fraction of pixels kept")
     p.add_argument("--sigma", type=float, default=0.05)
-    p.add_argument("--samples", type=int, default=16, help="DPS samples per image and step size")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--etas", default="1.0")
-    p.add_argument("--step-sizes", default="0.1,0.2,0.5,1,2,5,10,20,50")
+    p.add_argument("--samples", type=positive, default=16, help="DPS samples per image and step size")
+    p.add_argument("--steps", type=positive, default=200)
+    p.add_argument("--etas", type=numbers, default="1.0")
+    p.add_argument("--step-sizes", type=numbers, default="0.1,0.2,0.5,1,2,5,10,20,50")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", help="further config overrides, e.g. denoiser.components=8")
     args = p.parse_args(argv)
+    args.out = args.out or Path("outputs/testbed") / args.prior
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+    try:
+        spec = spec_for(args)
+        schedule = build(spec["schedule"])
+        prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
+        data = build(spec["data"])
+        items = data.items()
+    except (UserError, HydraException) as err:
+        p.error(str(err).splitlines()[0])
     args.out.mkdir(parents=True, exist_ok=True)
-
-    spec = spec_for(args)
-    schedule = build(spec["schedule"])
-    prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
-    data = build(spec["data"])
-    items = data.items()
     truth = torch.stack([data.load(it) for it in items])  # (B, C, H, W), [0, 1] scale (unclipped)
     x = to_signed(truth)
     B, S = x.shape[0], args.samples
@@ -79,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "exact_sample": psnr(to_unit(exact_sample), truth).tolist(),
     }
 
-    sizes = [float(v) for v in args.step_sizes.split(",")]
+    sizes = args.step_sizes
     # one batch: image b × step size z × sample s, sample-major inside, so each (b, z) is S rows together
     rows = [(b, z, s) for b in range(B) for z in range(len(sizes)) for s in range(S)]
     big = build(spec["physics"]).draw(
@@ -88,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     y_big = y[[b for b, _, _ in rows]]
     zeta = torch.tensor([sizes[z] for _, z, _ in rows], dtype=torch.float64)
     with (args.out / "results.jsonl").open("w") as f:
-        for eta in [float(v) for v in args.etas.split(",")]:
+        for eta in args.etas:
             gens = [torch.Generator().manual_seed(batch.stream_seed(args.seed, b, f"sampler/{s}")) for b, _, s in rows]
             tic = time.perf_counter()
             result = DPS(steps=args.steps, eta=eta, step_size=zeta).sample(

@@ -58,6 +58,16 @@ def test_the_gaussian_prior_has_an_exact_posterior_under_super_resolution(tmp_pa
     assert {"mean_rmse", "sliced_w2", "coverage", "psnr_of_mean"} <= set(row["metrics"])
 
 
+def test_images_too_large_for_dense_algebra_get_no_exact_posterior(tmp_path, caplog):
+    """64×64 RGB is 12288 dimensions: 1.1 GiB matrices and a Cholesky of hours; the run says so and goes on."""
+    spec = resolve(compose(["denoiser=gaussian", "data.size=64", "data.limit=1", "sampler.steps=3",
+                            "sampler.samples=2", "logger=none", "progress=false"]))  # fmt: skip
+    Run(spec, tmp_path).execute()
+    assert "no exact posterior (3×64×64 images have 12288 dimensions" in caplog.text
+    (row,) = rows(tmp_path)
+    assert "psnr_of_mean" in row["metrics"] and "mean_rmse" not in row["metrics"]
+
+
 def test_no_exact_posterior_is_said_once_per_run(tmp_path, caplog):
     """The GMM under Poisson noise has no exact posterior: each run says so once, whatever its batches."""
     spec = resolve(compose([*GMM, "physics/noise=poisson", "sampler.samples=2", "data.batch_size=2", "sampler.steps=3"]))  # fmt: skip

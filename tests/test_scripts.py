@@ -1,10 +1,13 @@
-"""The scripts' command lines: `--help` of every argparse script shows its description whole."""
+"""The scripts' command lines: `--help` of every argparse script shows its description whole; bad arguments stop
+them with one line, before they touch earlier results."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -36,3 +39,50 @@ def test_a_posterior_testbed_rerun_into_the_same_out_replaces_its_rows(tmp_path)
 
     first = rows()
     assert len(first) == 2 and rows() == first
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tune", "natural32:1:2"], "write PRIOR=Z1:Z2:...,..."),
+        (["--tune", "gmm=1:2"], "no prior 'gmm' in this evaluation"),
+        (["--tasks", "inpaint150"], "unknown task 'inpaint150'"),
+        (["--step-size", "natural32=2"], "write PRIOR:TASK=VALUE,..."),
+        (["--prior", "mine"], "--prior mine: In 'config': Could not find 'denoiser/mine'"),
+        (["--tasks", "inpaint20", "--step-size", "gaussian:inpaint20=10"], "no step size for natural32 on inpaint20"),
+    ],
+)
+def test_evaluate_prior_refuses_what_it_cannot_run_before_touching_its_results(tmp_path, args, message):
+    (tmp_path / "results.jsonl").write_text("finished\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate_prior.py"), "--out", str(tmp_path), "--steps", "3", *args],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "results.jsonl").read_text() == "finished\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mask", "1.5"], "physics.mask=1.5 is not allowed"),
+        (["--size", "16"], "data.size=16 does not fit the prior's images (1, 8, 8)"),
+        (["--steps", "3000"], "sampler.steps=3000 is not allowed"),
+        (["--step-sizes", "0.5,abc"], "comma-separated numbers"),
+        (["denoiser.nope=8"], "Could not override 'denoiser.nope'"),
+    ],
+)
+def test_the_posterior_testbed_checks_its_settings_as_a_run_does(tmp_path, capsys, args, message):
+    testbed = runpy.run_path(str(ROOT / "scripts" / "posterior_testbed.py"))
+    with pytest.raises(SystemExit) as stopped:
+        testbed["main"](["--out", str(tmp_path / "out"), *args])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_posterior_testbed_writes_each_prior_into_its_own_default_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    testbed = runpy.run_path(str(ROOT / "scripts" / "posterior_testbed.py"))
+    testbed["main"](["--prior", "gaussian", "--images", "1", "--samples", "1", "--steps", "1", "--step-sizes", "1"])
+    assert (tmp_path / "outputs" / "testbed" / "gaussian" / "results.jsonl").is_file()
+    assert not (tmp_path / "outputs" / "testbed" / "gmm").exists()
