@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 # Idle OpenMP threads sleep instead of spinning: on shared CPUs spinning threads steal the cores the other
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 
 from dps_exp.config import build, check_node, resolve
 from dps_exp.errors import UserError
-from dps_exp.run import CONF_DIR
+from dps_exp.run import CONF_DIR, _stop, exit_as_signalled
 
 log = logging.getLogger("dps_exp")
 
@@ -30,10 +31,13 @@ log = logging.getLogger("dps_exp")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train_prior")
 def main(cfg: DictConfig) -> float:
     out = Path(HydraConfig.get().runtime.output_dir)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         spec = resolve(cfg)
         check_node(spec["train"], "train")
         card = build(spec["train"], _convert_="all").fit(out)
+    except KeyboardInterrupt as err:  # the trainer has saved its checkpoint and said so
+        exit_as_signalled(err)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -86,6 +87,33 @@ def test_resumed_training_continues_the_same_loss_curve_and_its_weights_load(pho
     # train.resume=DIR continues another run's checkpoint in a new directory, its loss log carried over
     trainer(photos, "train.steps=25", f"train.resume={whole}").fit(tmp_path / "more")
     assert losses(tmp_path / "more")[:20] == losses(whole) and len(losses(tmp_path / "more")) == 25
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_training_saves_its_step_and_resumes_exactly(photos, tmp_path, monkeypatch, signum):
+    """A signal mid-step lets the step finish, checkpoints it (checkpoint_every is far off) and stops; the same
+    command then continues the loss curve of an uninterrupted run."""
+    from dps_exp.train.trainer import Trainer
+
+    trainer(photos, "train.steps=8").fit(tmp_path / "whole")
+    real = Trainer.train_step
+
+    def signalled_at_step_three(self):
+        if self.step == 2:
+            os.kill(os.getpid(), signum)  # arrives inside the step
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_at_step_three)
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt(15)))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer(photos, "train.steps=8", "train.checkpoint_every=100").fit(tmp_path / "split")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", real)
+    trainer(photos, "train.steps=8").fit(tmp_path / "split")
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
 
 
 def test_weights_that_do_not_match_their_card_are_refused(photos, tmp_path, schedule):

@@ -29,6 +29,7 @@ from dps_exp.config import Range
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet, count_parameters
 from dps_exp.errors import UserError
 from dps_exp.schedule import LinearSchedule
+from dps_exp.tracking import signals_held
 from dps_exp.train.crops import PhotoCrops
 from dps_exp.weights import file_sha256
 
@@ -184,7 +185,12 @@ class Trainer:
             if f.tell() == 0:
                 writer.writerow(["step", "loss", "loss_ema", "lr", "elapsed_s"])
             while self.step < self.steps and self.elapsed < budget:
-                self.window.append(self.train_step())
+                interrupted = None
+                try:
+                    with signals_held():  # Ctrl-C / SIGTERM wait for the step (and its log row): a checkpoint
+                        self.window.append(self.train_step())  # holds whole steps
+                except KeyboardInterrupt as err:
+                    interrupted = err
                 self.elapsed = time.perf_counter() - tic
                 if self.step % self.log_every == 0 or self.step == self.steps:
                     lr = self.learning_rate(self.step - 1)
@@ -192,8 +198,12 @@ class Trainer:
                     f.flush()
                     self.window.clear()
                     bar.set_postfix(loss=f"{self.loss_ema:.4f}")
-                if self.step % self.checkpoint_every == 0:
+                if self.step % self.checkpoint_every == 0 or interrupted:
                     self.save(out)
+                if interrupted:
+                    log.error("interrupted at step %d: checkpoint saved in %s; run the same command (or "
+                              "train.resume=%s) to continue", self.step, out, out)  # fmt: skip
+                    raise interrupted
                 bar.update(1)
         self.save(out)
         return self.export(out)
