@@ -107,6 +107,13 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Checkp
     return Checkpoint(path, verify(path, expected, None, what), f"hf://{repo_id}/{filename}@{commit}")
 
 
+def corrupt(ckpt: Checkpoint, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read the checkpoint {ckpt.path}: {reason}. "
+        "The file is corrupt or not a PyTorch state dict; delete it and download it again."
+    )
+
+
 def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -> None:
     """torch.load(weights_only=True) (or, for a `.safetensors` file, safetensors' loader) and
     load_state_dict(strict=True), with errors that name the file.
@@ -120,16 +127,16 @@ def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -
             state = load_file(ckpt.path)
         else:
             state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's own message suggests weights_only=False, which we never do
+    except pickle.UnpicklingError as err:  # torch's own message suggests weights_only=False, which we never do
+        if "Unsupported global" not in str(err):  # not a class it refused: bytes that are no pickle at all
+            raise corrupt(ckpt, "UnpicklingError: not a pickle") from None
         raise CheckpointError(
             f"cannot read the checkpoint {ckpt.path}: it holds objects other than tensors and plain containers, "
             "which this project does not unpickle (torch.load(weights_only=True)); save its state_dict alone"
         ) from None
     except Exception as err:
-        raise CheckpointError(
-            f"cannot read the checkpoint {ckpt.path}: {type(err).__name__}: {str(err).splitlines()[0]}. "
-            "The file is corrupt or not a PyTorch state dict; delete it and download it again."
-        ) from None
+        first = str(err).splitlines()[0] if str(err) else "the file ends early (empty or truncated)"
+        raise corrupt(ckpt, f"{type(err).__name__}: {first}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     try:

@@ -104,9 +104,11 @@ def test_a_local_checkpoint_loads_and_a_pinned_sha256_is_checked(offline_cache, 
 
 def test_an_unreadable_local_file_and_a_mismatched_state_dict_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read the checkpoint"):
-        load_state_dict(ADMUNet(TINY), local_file(str(bad)))
+    for content, reason in [(b"not a checkpoint", "not a pickle"), (b"", "the file ends early"),
+                            (bytes(range(256)) * 4, "not a pickle")]:  # fmt: skip
+        bad.write_bytes(content)
+        with pytest.raises(CheckpointError, match=f"cannot read the checkpoint .*{reason}.*corrupt"):
+            load_state_dict(ADMUNet(TINY), local_file(str(bad)))
     pickled = tmp_path / "pickled.pt"
     torch.save({"weight": torch.zeros(3), "saved": datetime.datetime(2026, 1, 1)}, pickled)  # not allowlisted
     with pytest.raises(CheckpointError, match="objects other than tensors") as err:
