@@ -198,6 +198,13 @@ class Run:
                     f"{directory} holds results for another image list (image {moved['index']} was "
                     f"{Path(moved['source']).name} there, is {names[moved['index']]} now): choose another output directory"
                 )
+            absent = next((r for r in rows if r["index"] not in names), None)
+            if absent is not None:  # its summary would count images this run's list (images.txt) does not hold
+                raise ConfigError(
+                    f"{directory} holds results for image {absent['index']} ({Path(absent['source']).name}), which "
+                    "is not among this run's images (data.limit, data.shard or data.root changed): choose another "
+                    "output directory, or run with the earlier image list"
+                )
             point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
             if listed:
                 point.write_hydra_files(*(self.job or ()))

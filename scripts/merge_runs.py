@@ -4,7 +4,9 @@
 
 Each argument is a run directory (one holding results.jsonl), not a sweep: pass a sweep's point directories.
 Rows are concatenated in image order (a key present twice is kept once); runs of different configurations
-(their `config_id`) are refused, and a warning says when the shards are not all of one `data.num_shards`. Writes
+(their `config_id`) or of different sweep points (η, step size, seed, ...) are refused, and a warning says when
+the shards are not all of one `data.num_shards`. A shard that held no image (more shards than images) is a run
+with no rows. Writes
 OUT/results.jsonl and OUT/summary.json (OUT must not be one of the runs); images and operators stay where they
 are, referenced by path. When the runs scored FID, it is recomputed over the merged set (a shard's FID is not a
 part of the whole's): from the saved reconstructions, with the Inception weights.
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from dps_exp.points import canonical, point_id
 from dps_exp.report import fid_from_disk, run_dirs
 from dps_exp.tracking import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
 
@@ -29,7 +32,7 @@ def check_inputs(dirs: Sequence[Path], out: Path) -> None:
     for d in dirs:
         if not d.exists():
             raise SystemExit(f"error: no such run directory: {d}")
-        if (d / RESULTS).is_file():
+        if (d / RESULTS).is_file() or (d / SUMMARY).is_file():  # an empty shard has a summary and no rows
             continue
         inside = run_dirs(d) if d.is_dir() else []
         if inside:
@@ -38,6 +41,9 @@ def check_inputs(dirs: Sequence[Path], out: Path) -> None:
         raise SystemExit(f"error: {d} holds no {RESULTS}: not a run directory")
     if out.resolve() in {d.resolve() for d in dirs}:
         raise SystemExit(f"error: --out {out} is one of the runs: merging would overwrite its {RESULTS}")
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        twice = next(d for i, d in enumerate(dirs) if d.resolve() in {e.resolve() for e in dirs[:i]})
+        raise SystemExit(f"error: {twice} is given twice")
 
 
 def recorded_config(d: Path) -> dict:
@@ -62,10 +68,11 @@ def shard_gap(configs: Sequence[Mapping]) -> str | None:
 
 
 def merge(dirs: list[Path], out: Path) -> dict:
-    rows, seen, config_ids = [], set(), set()
+    rows, seen, config_ids, points = [], set(), set(), {}
     for d in dirs:
         for row in read_results(d / RESULTS):
             config_ids.add(row.get("config_id"))
+            points.setdefault(point_id(row.get("point", {})), row.get("point", {}))
             if row["key"] in seen:
                 continue
             seen.add(row["key"])
@@ -75,6 +82,12 @@ def merge(dirs: list[Path], out: Path) -> dict:
             rows.append(row)
     if len(config_ids) > 1:
         raise SystemExit(f"error: the runs hold different configurations ({sorted(map(str, config_ids))}); not merging")
+    if len(points) > 1:
+        a, b = list(points.values())[:2]
+        differ = ", ".join(
+            f"{k} = {a.get(k)} and {b.get(k)}" for k in {**a, **b} if canonical(a.get(k)) != canonical(b.get(k))
+        )
+        raise SystemExit(f"error: the runs hold different sweep points ({differ}); not merging")
     configs = [recorded_config(d) for d in dirs]
     if gap := shard_gap(configs):
         print(f"warning: {gap}", file=sys.stderr)

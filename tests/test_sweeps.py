@@ -230,13 +230,13 @@ def merge_cli(*args) -> None:
     merge_runs.main([str(a) for a in args])
 
 
-def fake_shard(path: Path, shard: int | None, num_shards: int = 2, hydra_only: bool = False) -> Path:
+def fake_shard(path: Path, shard: int | None, num_shards: int = 2, hydra_only: bool = False, point=None) -> Path:
     """A run directory with one row of image `shard` and its config recorded in summary.json (or, for a run
     stopped before its summary, only in .hydra/config.yaml); `shard=None`: a config without shard keys."""
     path.mkdir(parents=True)
     index = shard or 0
     row = {"key": f"{index:05d}-a", "config_id": "c", "index": index, "status": "ok", "metrics": {"psnr": 20.0}}
-    (path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    (path / "results.jsonl").write_text(json.dumps(row | ({"point": point} if point else {})) + "\n")
     data = {} if shard is None else {"shard": shard, "num_shards": num_shards}
     config = {"data": {"size": 8, **data}, "metrics": {"names": ["psnr"]}}
     if hydra_only:
@@ -266,6 +266,22 @@ def test_merge_refuses_what_is_not_a_run_and_an_out_that_is_one(tmp_path):
         merge_cli(shard, tmp_path / "sweep" / "1", "--out", shard)
     assert "is one of the runs: merging would overwrite its results.jsonl" in str(stop.value)
     assert (shard / "results.jsonl").read_text() == before
+
+
+def test_merge_refuses_other_sweep_points_and_a_run_given_twice_and_takes_an_empty_shard(tmp_path):
+    eta0 = fake_shard(tmp_path / "a", 0, point={"seed": 0, "sampler.eta": 0})
+    eta1 = fake_shard(tmp_path / "b", 1, point={"seed": 0, "sampler.eta": 1})
+    for runs, message in [
+        ((eta0, eta1), "different sweep points (sampler.eta = 0 and 1)"),
+        ((eta0, eta0), "given twice"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            merge_cli(*runs, "--out", tmp_path / "merged")
+        assert message in str(stop.value) and not (tmp_path / "merged").exists()
+    empty = fake_shard(tmp_path / "c", 1, point={"seed": 0, "sampler.eta": 0})
+    (empty / "results.jsonl").unlink()  # more shards than images: this one ran nothing
+    merge_cli(eta0, empty, "--out", tmp_path / "merged")
+    assert len((tmp_path / "merged" / "results.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
