@@ -148,13 +148,15 @@ def fid_cell(sets: Mapping[str, tuple[list, Mapping | None]], config: Mapping, f
 
 def fid_sets(label: str, runs: Sequence[Mapping], chosen: Sequence[Mapping] | None) -> dict:
     """The sets FID is taken over: the best-of-N `chosen` rows, or each seed's rows with the FID its run
-    recorded (None when the seed's rows are split over several runs, e.g. unmerged shards)."""
+    recorded (None when the seed's rows are split over several runs, e.g. unmerged shards). An image is in a set
+    once, as in the other metrics' cells, though several runs hold it (shards next to their merged run)."""
     if chosen is not None:
         return {f"{label} (best of seeds)": (list(chosen), None)}
     sets = {}
     for seed in sorted({r["seed"] for run in runs for r in run["rows"]}):
         holders = [run for run in runs if any(r["seed"] == seed for r in run["rows"])]
         rows = [r for run in holders for r in run["rows"] if r["seed"] == seed and r.get("status") == "ok"]
+        rows = list({r["source"]: r for r in reversed(rows)}.values())[::-1]  # the first row of each image
         recorded = (holders[0]["summary"].get("metrics") or {}).get("fid") if len(holders) == 1 else None
         sets[f"{label}, seed {seed}"] = (rows, recorded)
     return sets

@@ -28,12 +28,13 @@ PHYSICS = {
 }
 
 
-def write_run(path, task, seed, step_size, images, fid=None, **changes):
-    """A run directory as the Run writes it: results.jsonl rows and summary.json with the recorded config of a
-    paper run (`experiment=paper/ffhq_*`), with groups replaced by `changes` (e.g. data={...})."""
+def write_run(path, task, seed, step_size, images, fid=None, first=0, **changes):
+    """A run directory as the Run writes it: results.jsonl rows (of images `first`, `first` + 1, ...) and
+    summary.json with the recorded config of a paper run (`experiment=paper/ffhq_*`), with groups replaced by
+    `changes` (e.g. data={...})."""
     path.mkdir(parents=True)
     rows = []
-    for index, metrics in enumerate(images):
+    for index, metrics in enumerate(images, start=first):
         row = {"key": f"{index:05d}-{seed}", "index": index, "source": f"/data/{index:05d}.png", "seed": seed,
                "params": {"sampler.step_size": step_size}, "status": "ok" if metrics else "diverged",
                "metrics": metrics or {"psnr": None}}  # fmt: skip
@@ -134,7 +135,7 @@ def test_make_table_reproduces_a_hand_computed_table_in_three_formats(tmp_path, 
 def test_fid_is_recomputed_where_no_run_recorded_it(tmp_path):
     """Two shards of one seed: neither summary's FID is the set's, so the table asks for it over the union."""
     write_run(tmp_path / "a", "sr4", 0, 0.3, [{"psnr": 24.0}], fid={"value": 1.0, "n": 1})
-    write_run(tmp_path / "b", "sr4", 0, 0.3, [{"psnr": 26.0}], fid={"value": 2.0, "n": 1})
+    write_run(tmp_path / "b", "sr4", 0, 0.3, [{"psnr": 26.0}], fid={"value": 2.0, "n": 1}, first=1)
     asked = []
 
     def fid(rows, config):
@@ -144,6 +145,18 @@ def test_fid_is_recomputed_where_no_run_recorded_it(tmp_path):
     table = build(collect([tmp_path / "a", tmp_path / "b"]), "ffhq", load_values(), fid)
     sr4 = next(row for row in table.rows if row.task == "sr4")
     assert asked == [["a", "b"]] and (sr4.cells["fid"].mean, sr4.cells["fid"].n) == (7.0, 2)
+
+
+def test_an_image_held_by_several_runs_is_in_the_fid_set_once(tmp_path):
+    """Shards next to their merged run (`make_table.py outputs/` finds all three): FID over 2 images, not 4."""
+    write_run(tmp_path / "shard0", "sr4", 0, 0.3, [{"psnr": 24.0}])
+    write_run(tmp_path / "shard1", "sr4", 0, 0.3, [{"psnr": 26.0}], first=1)
+    write_run(tmp_path / "merged", "sr4", 0, 0.3, [{"psnr": 24.0}, {"psnr": 26.0}])
+    table = build(
+        collect(sorted(tmp_path.iterdir())), "ffhq", load_values(), lambda rows, config: {"value": 7.0, "n": len(rows)}
+    )
+    sr4 = next(row for row in table.rows if row.task == "sr4")
+    assert (sr4.images, sr4.cells["psnr"].n, sr4.cells["fid"].n) == (2, 2, 2)
 
 
 def test_each_step_size_convention_gets_its_own_row(tmp_path):
