@@ -12,6 +12,8 @@ say how the runs differ from the paper's protocol (settings, data, image count) 
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -339,13 +341,15 @@ def to_csv(table: Table) -> str:
     def raw(v):
         return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
-    head = ["dataset", "task", "images", "seeds", "step_size"]
+    head = ["dataset", "task", "row", "images", "seeds", "step_size"]  # row: the label, with its setting
     head += [f"{m}{suffix}" for m in table.metrics for suffix in ("", "_std", "_n", "_paper", "_diff")]
-    lines = [",".join(head)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(head)
     for row in table.rows:
-        cells = [table.dataset, row.task, str(row.images), str(row.seeds), " ".join(raw(v) for v in row.step_sizes)]
+        cells = [table.dataset, row.task, row.label, row.images, row.seeds, " ".join(raw(v) for v in row.step_sizes)]
         for m in table.metrics:
             c = row.cells[m]
-            cells += [raw(c.mean), raw(c.std), str(c.n), raw(c.paper), raw(c.diff)]
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
+            cells += [raw(c.mean), raw(c.std), c.n, raw(c.paper), raw(c.diff)]
+        writer.writerow(cells)
+    return out.getvalue()

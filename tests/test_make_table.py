@@ -14,7 +14,7 @@ import io
 import json
 import sys
 
-from dps_exp.paper_table import build, load_values, to_markdown
+from dps_exp.paper_table import build, load_values, to_csv, to_markdown
 from dps_exp.report import collect
 from tests.helpers import ROOT
 
@@ -111,13 +111,13 @@ Phase retrieval & 1 & 4 & 1 & -- & 55.61 & -- & 0.400 (1) & 0.399 & $+0.001$ & 1
 """
 
 CSV = """\
-dataset,task,images,seeds,step_size,fid,fid_std,fid_n,fid_paper,fid_diff,lpips,lpips_std,lpips_n,lpips_paper,lpips_diff,psnr,psnr_std,psnr_n,psnr_paper,psnr_diff,ssim,ssim_std,ssim_n,ssim_paper,ssim_diff
-ffhq,sr4,2,1,0.3,40,,2,39.35,0.65,0.25,0.0707107,2,0.214,0.036,25,1.41421,2,25.67,-0.67,0.85,0.0707107,2,0.852,-0.002
-ffhq,inpaint_box,0,0,,,,0,33.12,,,,0,0.168,,,,0,22.47,,,,0,0.873,
-ffhq,inpaint_random,2,2,0.5,21,1.41421,2,21.19,-0.19,,,0,0.212,,26.5,2.12132,2,25.23,1.27,,,0,0.851,
-ffhq,deblur_gauss,0,0,,,,0,44.05,,,,0,0.257,,,,0,24.25,,,,0,0.811,
-ffhq,deblur_motion,0,0,,,,0,39.92,,,,0,0.242,,,,0,24.92,,,,0,0.859,
-ffhq,phase_retrieval,1,4,1,,,0,55.61,,0.4,,1,0.399,0.001,14,,1,,,,,0,,
+dataset,task,row,images,seeds,step_size,fid,fid_std,fid_n,fid_paper,fid_diff,lpips,lpips_std,lpips_n,lpips_paper,lpips_diff,psnr,psnr_std,psnr_n,psnr_paper,psnr_diff,ssim,ssim_std,ssim_n,ssim_paper,ssim_diff
+ffhq,sr4,SR ×4,2,1,0.3,40,,2,39.35,0.65,0.25,0.0707107,2,0.214,0.036,25,1.41421,2,25.67,-0.67,0.85,0.0707107,2,0.852,-0.002
+ffhq,inpaint_box,Inpainting (box),0,0,,,,0,33.12,,,,0,0.168,,,,0,22.47,,,,0,0.873,
+ffhq,inpaint_random,Inpainting (random),2,2,0.5,21,1.41421,2,21.19,-0.19,,,0,0.212,,26.5,2.12132,2,25.23,1.27,,,0,0.851,
+ffhq,deblur_gauss,Gaussian deblur,0,0,,,,0,44.05,,,,0,0.257,,,,0,24.25,,,,0,0.811,
+ffhq,deblur_motion,Motion deblur,0,0,,,,0,39.92,,,,0,0.242,,,,0,24.92,,,,0,0.859,
+ffhq,phase_retrieval,Phase retrieval,1,4,1,,,0,55.61,,0.4,,1,0.399,0.001,14,,1,,,,,0,,
 """
 
 
@@ -222,6 +222,7 @@ def test_runs_differing_in_a_sampler_setting_get_a_row_each(tmp_path):
                    ("SR ×4 (η 1, steps 1000)", 1, 24.0)]  # fmt: skip
     assert "SR ×4 (η 0.5, steps 100): sampler.steps = 100 (paper: 1000)" in table.notes
     assert "| SR ×4 (η 1, steps 1000) | 1 | 1 | 0.3 |" in to_markdown(table)
+    assert 'ffhq,sr4,"SR ×4 (η 1, steps 1000)",1,1,0.3,' in to_csv(table)  # the CSV tells the rows apart too
 
 
 def test_fid_is_neither_computed_nor_reported_for_runs_that_did_not_ask_for_it(tmp_path):
