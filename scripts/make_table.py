@@ -28,7 +28,12 @@ from dps_exp.report import collect, fid_from_disk, run_dirs
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+", help="run directories, or folders holding runs")
-    parser.add_argument("--out", type=Path, default=Path("paper_tables"), help="where the tables go (default: %(default)s/, in the current directory)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("paper_tables"),
+        help="where the tables go (default: %(default)s/, in the current directory)",
+    )
     parser.add_argument("--paper", choices=["ffhq", "imagenet"], help="put every run in this data set's table")
     parser.add_argument("--no-fid-recompute", action="store_true", help="only FID values the runs recorded")
     parser.add_argument("--device", default="cpu", help="device for recomputing FID (cpu, cuda)")

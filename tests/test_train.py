@@ -130,6 +130,17 @@ def test_weights_that_do_not_match_their_card_are_refused(photos, tmp_path, sche
         TrainedADM(schedule, weights=str(tmp_path / "nonexist.safetensors"))
 
 
+def test_a_broken_card_and_an_unfinished_training_are_named(photos, tmp_path, schedule):
+    trainer(photos, "train.steps=2").fit(tmp_path)
+    card = tmp_path / "tiny.json"
+    card.write_text(card.read_text()[:40])  # truncated
+    with pytest.raises(CheckpointError, match="the card .*tiny.json is unreadable \\(JSONDecodeError"):
+        TrainedADM(schedule, weights=str(card))
+    (tmp_path / "tiny.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="checkpoint.pt is there: a training not finished"):
+        TrainedADM(schedule, weights=str(tmp_path / "tiny.safetensors"))
+
+
 def test_bad_training_settings_stop_with_a_message(photos):
     with pytest.raises(UserError, match="train.lr=-1 is not allowed: it must satisfy 0 < lr"):
         trainer(photos, "train.lr=-1")
@@ -137,6 +148,12 @@ def test_bad_training_settings_stop_with_a_message(photos):
         trainer(photos, "train.data.holdout=[img0.png,img1.png,img2.png,img3.png]")
     with pytest.raises(UserError, match="no image 'nope.png'"):
         trainer(photos, "train.data.images=[nope.png]")
+    with pytest.raises(UserError, match="model_channels=48 × channel_mult gives 48 channels, not a multiple of norm"):
+        trainer(photos, "train.architecture.model_channels=48")
+    with pytest.raises(UserError, match="train.data.crop=12 differs from train.architecture.image_size=16"):
+        trainer(photos, "train.data.crop=12")
+    with pytest.raises(UserError, match="image_size=17 is not a multiple of 2"):
+        trainer(photos, "train.data.crop=17", "train.architecture.image_size=17")
 
 
 def test_the_script_runs_from_the_command_line(photos, tmp_path):

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from dps_exp.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ADMConfig:
@@ -36,6 +38,20 @@ class ADMConfig:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def check(self, name: str = "architecture") -> None:
+        """Stop on a network that cannot be built or cannot take its own image size, naming the key."""
+        levels = [self.model_channels * m for m in self.channel_mult]
+        if bad := next((c for c in levels if c % self.norm_groups), None):
+            raise ConfigError(
+                f"{name}.model_channels={self.model_channels} × channel_mult gives {bad} channels, not a multiple "
+                f"of norm_groups={self.norm_groups} (GroupNorm)"
+            )
+        if self.image_size % (step := 2 ** (len(self.channel_mult) - 1)):
+            raise ConfigError(
+                f"{name}.image_size={self.image_size} is not a multiple of {step}: the UNet halves it "
+                f"{len(self.channel_mult) - 1} times (channel_mult has {len(self.channel_mult)} levels)"
+            )
 
     @classmethod
     def from_dict(cls, fields: Mapping) -> ADMConfig:

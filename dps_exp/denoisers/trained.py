@@ -34,16 +34,31 @@ def locate(weights: str) -> tuple[Path, Path]:
         p = ASSETS / f"{weights}.json"
     card = p.with_suffix(".json")
     if not p.is_file():
-        raise CheckpointError(f"denoiser.weights={weights!r}: no such file")
+        training = p.parent / "checkpoint.pt"
+        hint = f" ({training} is there: a training not finished; run it again to finish and export it)"
+        raise CheckpointError(f"denoiser.weights={weights!r}: no such file" + (hint if training.is_file() else ""))
     if not card.is_file():
         raise CheckpointError(f"{card} is missing: a trained prior's weights come with their card beside them")
-    return card.parent / json.loads(card.read_text())["weights"]["file"], card
+    return card.parent / read_card(card)["weights"]["file"], card
+
+
+def read_card(card: Path) -> dict:
+    try:
+        content = json.loads(card.read_text())
+        if not {"file", "sha256"} <= set(content["weights"]):
+            raise KeyError("weights.file, weights.sha256")
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"the card {card} is unreadable ({type(err).__name__}: {err}): scripts/train_prior.py writes it beside "
+            "the weights; export the prior again, or restore the file"
+        ) from None
+    return content
 
 
 def load_card(weights: str) -> tuple[Checkpoint, dict]:
     """The weights file checked against the sha256 its card records, and the card."""
     path, card_path = locate(weights)
-    card = json.loads(card_path.read_text())
+    card = read_card(card_path)
     if not path.is_file():
         raise CheckpointError(f"{path} (named by {card_path}) does not exist")
     sha = file_sha256(path)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from dps_exp.config import Range
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet, count_parameters
-from dps_exp.errors import UserError
+from dps_exp.errors import ConfigError, UserError
 from dps_exp.schedule import LinearSchedule
 from dps_exp.tracking import signals_held
 from dps_exp.train.crops import PhotoCrops
@@ -79,6 +79,12 @@ class Trainer:
         progress: bool = True,
     ):
         self.data, self.cfg, self.name = data, ADMConfig.from_dict(architecture), name
+        self.cfg.check("train.architecture")
+        if data.crop != self.cfg.image_size:  # the card's image size, and where attention sits, follow it
+            raise ConfigError(
+                f"train.data.crop={data.crop} differs from train.architecture.image_size={self.cfg.image_size}: "
+                "set both to the size the prior is trained at"
+            )
         self.steps, self.max_minutes, self.batch_size = steps, max_minutes, batch_size
         self.lr, self.warmup, self.weight_decay, self.grad_clip = lr, warmup, weight_decay, grad_clip
         self.ema_decay, self.precision, self.threads, self.seed = ema, precision, threads, seed
