@@ -81,8 +81,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/operators"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    known = sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml"))
+    if unknown := [o for o in args.options if o not in known]:
+        parser.error(f"no physics option {unknown[0]!r}: the options are {', '.join(known)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for option in args.options or sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml")):
+    for option in args.options or known:
         path = render(option, args.seed, args.out)
         print(f"{path} ({path.stat().st_size // 1024} KB)")
 

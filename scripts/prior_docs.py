@@ -1,9 +1,10 @@
 """`python scripts/prior_docs.py demo|figures`: the pictures and tables of docs/priors.md, from results on disk.
 
 demo     runs `experiment=demo` on the learned prior and on the Gaussian prior (in-process, as
-         `python -m dps_exp.run` would) into --out/natural32 and --out/gaussian
+         `python -m dps_exp.run` would) into --demo/natural32 and --demo/gaussian
 figures  reads those runs, scripts/evaluate_prior.py's and scripts/posterior_testbed.py's results, writes
-         docs/figures/demo.png and docs/figures/gmm_step_size.png, and prints the markdown tables
+         docs/figures/demo.png and docs/figures/gmm_step_size.png, and prints the markdown tables; an input
+         that is not there is named and skipped (none there: an error)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -199,28 +201,35 @@ def testbed_table(path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["demo", "figures"])
-    p.add_argument("--demo", type=Path, default=Path("outputs/docs/demo"))
-    p.add_argument("--gaussian-step-size", type=float, default=10.0)
-    p.add_argument("--eval", type=Path, nargs="*", default=[Path("outputs/eval/natural32")])
-    p.add_argument("--prior", default="natural32")
-    p.add_argument("--gmm", type=Path, default=Path("outputs/testbed/gmm/results.jsonl"))
-    p.add_argument("--gaussian", type=Path, default=Path("outputs/testbed/gaussian/results.jsonl"))
+    p.add_argument("--demo", type=Path, default=Path("outputs/docs/demo"), help="the demo runs' folder")
+    p.add_argument("--gaussian-step-size", type=float, default=10.0, help="demo: the Gaussian prior's step size")
+    p.add_argument("--eval", type=Path, nargs="*", default=[Path("outputs/eval/natural32")],
+                   help="figures: evaluate_prior.py --out folders")  # fmt: skip
+    p.add_argument("--prior", default="natural32", help="figures: the learned prior evaluated there")
+    p.add_argument("--gmm", type=Path, default=Path("outputs/testbed/gmm/results.jsonl"),
+                   help="figures: posterior_testbed.py --prior gmm results")  # fmt: skip
+    p.add_argument("--gaussian", type=Path, default=Path("outputs/testbed/gaussian/results.jsonl"),
+                   help="figures: posterior_testbed.py --prior gaussian results")  # fmt: skip
     args = p.parse_args()
     if args.what == "demo":
         run_demo(args.demo, args.gaussian_step_size)
         return
     FIGURES.mkdir(parents=True, exist_ok=True)
-    if (args.demo / "natural32" / "results.jsonl").exists():
-        demo_figure(args.demo)
-    for folder in args.eval:
-        if (folder / "results.jsonl").exists():
-            print(f"\n## {folder}")
-            eval_table(folder / "results.jsonl", args.prior)
-    if args.gmm.exists():
-        testbed_plot(args.gmm)
-        for path in (args.gmm, args.gaussian):
-            if path.exists():
-                testbed_table(path)
+    found = 0
+    for path, make in [
+        (args.demo / "natural32" / "results.jsonl", lambda path: demo_figure(args.demo)),
+        *((folder / "results.jsonl", lambda path: eval_table(path, args.prior)) for folder in args.eval),
+        (args.gmm, lambda path: (testbed_plot(path), testbed_table(path))),
+        (args.gaussian, testbed_table),
+    ]:
+        if not path.is_file():
+            print(f"skipped: {path} is not there", file=sys.stderr)
+            continue
+        found += 1
+        print(f"\n## {path.parent}")
+        make(path)
+    if not found:
+        p.error("none of the results named is there: nothing to make (see the options in --help)")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,19 @@ def test_the_posterior_testbed_writes_each_prior_into_its_own_default_folder(tmp
     testbed["main"](["--prior", "gaussian", "--images", "1", "--samples", "1", "--steps", "1", "--step-sizes", "1"])
     assert (tmp_path / "outputs" / "testbed" / "gaussian" / "results.jsonl").is_file()
     assert not (tmp_path / "outputs" / "testbed" / "gmm").exists()
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("prior_docs.py", ["figures", "--demo", "nowhere", "--eval", "nowhere", "--gmm", "a", "--gaussian", "b"],
+         "none of the results named is there"),
+        ("operator_gallery.py", ["nope"], "no physics option 'nope': the options are denoise, "),
+    ],
+)  # fmt: skip
+def test_a_script_given_nothing_it_can_use_says_so(tmp_path, monkeypatch, capsys, script, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
