@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -108,15 +109,21 @@ def main() -> None:
     runs = collect(run_dirs(args.sweep_dir))
     if not runs:
         raise SystemExit(f"error: no results.jsonl under {args.sweep_dir}")
+    recorded = sorted({k for r in runs for k in r["params"]})
+    for option in ("x", "series", "panel"):  # the defaults may be absent (a sweep without a mask); a choice may not
+        key = getattr(args, option)
+        if key not in recorded and (option == "x" or key != parser.get_default(option)):
+            parser.error(f"--{option} {key}: no run records it; its runs record {', '.join(recorded)}")
     out = args.sweep_dir / "report"
     out.mkdir(exist_ok=True)
     columns, rows = table(runs)
     (out / "table.csv").write_text(to_csv(columns, rows))
     (out / "table.md").write_text(to_markdown(columns, rows))
     panel = args.panel if len({str(r["params"].get(args.panel)) for r in runs}) > 1 else None
-    images = [
-        plot(runs, m, args.x, args.series, panel, out) for m in args.metrics if any(per_image(r, m) for r in runs)
-    ]
+    scored = [m for m in args.metrics if any(per_image(r, m) for r in runs)]
+    for metric in sorted(set(args.metrics) - set(scored)):
+        print(f"no {metric} plot: no run scored {metric}", file=sys.stderr)
+    images = [plot(runs, m, args.x, args.series, panel, out) for m in scored]
     if not args.no_wandb:
         log_to_wandb(runs, columns, rows, images, args.sweep_dir)
     print(to_markdown(columns, rows))

@@ -174,6 +174,11 @@ def test_sweep_report_builds_table_and_plots(tmp_path):
     with Image.open(sweep / "report" / "psnr.png") as im:
         assert im.size[0] > 600
     assert "| run |" in (sweep / "report" / "table.md").read_text()
+    assert "no lpips plot: no run scored lpips" in proc.stderr  # FAST scores no LPIPS: said, not silent
+    for option in ("--x", "--panel"):
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep), option, "foo.bar"],
+                              capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 2 and f"{option} foo.bar: no run records it; its runs record " in proc.stderr
 
 
 def agent_command(sweep_file: Path, params: dict) -> list[str]:
