@@ -117,6 +117,18 @@ def missing_plugin(argv: list[str]) -> str | None:
     return None
 
 
+def shared_part(argv: list[str]) -> str | None:
+    """Why an `experiment=` names no task: a file starting with `_` is a part other experiments share."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        parts = [v for v in value.split(",") if Path(v).name.startswith("_")]
+        if key == "experiment" and parts:
+            folder = Path(parts[0]).parent
+            tasks = sorted((folder / p.stem).as_posix() for p in (CONF_DIR / "experiment" / folder).glob("[!_]*.yaml"))
+            return f"experiment={parts[0]} is a part other experiments share, not a task (e.g. {', '.join(tasks[:2])})"
+    return None
+
+
 def continue_earlier_run(argv: list[str]) -> list[str]:
     """`resume=true` on a single run: point hydra.run.dir at the newest run with the same overrides.
 
@@ -138,8 +150,9 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    if missing := missing_plugin(sys.argv[1:]):
-        sys.exit(f"error: {missing}")
+    if problem := missing_plugin(sys.argv[1:]) or shared_part(sys.argv[1:]):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]
     signal.signal(signal.SIGTERM, _stop)  # also between a sweep's jobs, and in a launcher's parent process
     try:

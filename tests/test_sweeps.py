@@ -471,6 +471,16 @@ def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
     )
 
 
+def test_a_shared_part_of_the_experiments_is_not_run_as_a_task():
+    from dps_exp.run import shared_part
+
+    assert shared_part(["experiment=paper/ffhq_sr4"]) is None
+    assert shared_part(["-m", "experiment=paper/ffhq_sr4,paper/_protocol"]) == (
+        "experiment=paper/_protocol is a part other experiments share, not a task "
+        "(e.g. paper/ffhq_deblur_gauss, paper/ffhq_deblur_gauss_zeta)"
+    )
+
+
 def test_a_bad_value_in_one_point_stops_the_sweep_before_any_job(tmp_path):
     """The message is the one a sequential sweep gives, not the packed list's (`sampler.eta[1]=1.5`)."""
     proc = cli("-m", *FAST, "sampler.eta=0,1.5", "hydra.sweep.dir=sweep", cwd=tmp_path)
