@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from dps_exp.report import shard_gap
+
 VALUES = Path(__file__).with_name("paper_values.yaml")
 DATA_CLASSES = {"FFHQVal": "ffhq", "ImageNetVal": "imagenet"}
 SAMPLER = {"step_size": "step size", "eta": "η", "steps": "steps", "variance": "variance"}
@@ -172,11 +174,33 @@ def setting(config: Mapping, key: str) -> str:
 
 
 def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping, notes: Notes) -> None:
-    """Note the run settings that differ from the protocol the paper's number was measured under."""
+    """Note the run settings that differ from the protocol the paper's number was measured under (a group's
+    other keys are not compared for runs whose class of that group already differs: `data.first` of a folder)."""
     for key, want in expected.items():
-        got = sorted({setting(run["summary"]["config"], key) for run in runs})
+        group = key.split(".", 1)[0]
+        target = expected.get(f"{group}._target_")
+        same_class = [
+            r for r in runs if target is None or setting(r["summary"]["config"], f"{group}._target_") == target
+        ]
+        got = sorted(
+            {setting(run["summary"]["config"], key) for run in (runs if key.endswith("_target_") else same_class)}
+        )
         if got and got != [str(want)]:
-            notes.add(label, f"{key} = {', '.join(got)} (paper: {want})")
+            notes.add(label, f"{key} = {', '.join(got)} (paper: {'unset' if want is None else want})")
+
+
+def completeness_notes(label: str, runs: Sequence[Mapping], notes: Notes) -> None:
+    """Note runs that did not finish, images left out of the cells (unreadable, diverged) and shards missing."""
+    for status in sorted({run["summary"].get("status", "unknown") for run in runs} - {"complete", "merged"}):
+        n = sum(run["summary"].get("status", "unknown") == status for run in runs)
+        notes.add(label, f"{n} run(s) {status}: resume them (resume=true) to finish")
+    results = [r for run in runs for r in run["rows"]]
+    for status in ("unreadable", "diverged"):
+        if n := sum(r.get("status") == status for r in results):
+            notes.add(label, f"{n} of {len(results)} results {status}, left out of the cells")
+    merged = any(run["summary"].get("status") == "merged" for run in runs)  # merge_runs.py said it when it merged
+    if not merged and (gap := shard_gap([run["summary"].get("config") or {} for run in runs])):
+        notes.add(label, gap)
 
 
 def protocol_of(task: str, values: Mapping, spec: Mapping) -> dict:
@@ -194,6 +218,7 @@ def differences(label: str, runs: Sequence[Mapping], task: str, values: Mapping,
     images = len({r["source"] for run in runs for r in run["rows"]})
     if spec.get("images") and images != spec["images"]:
         notes.add(label, f"images = {images} (paper: {spec['images']})")
+    completeness_notes(label, runs, notes)
 
 
 def task_row(task: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping, fid: FidFn | None, notes: Notes,

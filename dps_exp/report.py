@@ -101,3 +101,17 @@ def to_markdown(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def shard_gap(configs: Sequence[Mapping]) -> str | None:
+    """Why the runs are not the shards 0 … n−1 of one `data.num_shards` = n (None when they are). A run whose
+    data node has no shard keys is the whole set (shard 0 of 1); a run with no recorded config is not counted."""
+    data = [c.get("data") or {} for c in configs if c]
+    totals = sorted({d.get("num_shards", 1) for d in data})
+    if len(totals) > 1:
+        return f"the runs split the data differently (data.num_shards = {', '.join(map(str, totals))})"
+    missing = sorted(set(range(totals[0])) - {d.get("shard", 0) for d in data}) if totals else []
+    if missing:
+        shards = ", ".join(map(str, missing))
+        return f"shard {shards} of data.num_shards={totals[0]} not among the runs: the merged set is partial"
+    return None

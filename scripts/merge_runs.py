@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from dps_exp.points import canonical, point_id
-from dps_exp.report import fid_from_disk, run_dirs
+from dps_exp.report import fid_from_disk, run_dirs, shard_gap
 from dps_exp.tracking import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
 
 
@@ -51,20 +51,6 @@ def recorded_config(d: Path) -> dict:
     summary = json.loads((d / SUMMARY).read_text()) if (d / SUMMARY).exists() else {}
     hydra = d / ".hydra" / "config.yaml"
     return summary.get("config") or (yaml.safe_load(hydra.read_text()) if hydra.exists() else {})
-
-
-def shard_gap(configs: Sequence[Mapping]) -> str | None:
-    """Why the runs are not the shards 0 … n−1 of one `data.num_shards` = n (None when they are). A run whose
-    data node has no shard keys is the whole set (shard 0 of 1); a run with no recorded config is not counted."""
-    data = [c.get("data") or {} for c in configs if c]
-    totals = sorted({d.get("num_shards", 1) for d in data})
-    if len(totals) > 1:
-        return f"the runs split the data differently (data.num_shards = {', '.join(map(str, totals))})"
-    missing = sorted(set(range(totals[0])) - {d.get("shard", 0) for d in data}) if totals else []
-    if missing:
-        shards = ", ".join(map(str, missing))
-        return f"shard {shards} of data.num_shards={totals[0]} not among the runs: the merged set is partial"
-    return None
 
 
 def merge(dirs: list[Path], out: Path) -> dict:

@@ -80,6 +80,7 @@ Ours: mean ± std over images (number of images); FID: one value per seed, ± ov
 
 - SR ×4; Inpainting (random): images = 2 (paper: 1000)
 - Inpainting (random): physics.mask = 0.1 (paper: 0.08)
+- Inpainting (random): 1 of 4 results diverged, left out of the cells
 - Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
 - FID of Phase retrieval (best of seeds): the results record no reconstruction images
 - Phase retrieval: images = 1 (paper: 1000)
@@ -104,6 +105,7 @@ Phase retrieval & 1 & 4 & 1 & -- & 55.61 & -- & 0.400 (1) & 0.399 & $+0.001$ & 1
 \end{tabular}
 % SR $\times$4; Inpainting (random): images = 2 (paper: 1000)
 % Inpainting (random): physics.mask = 0.1 (paper: 0.08)
+% Inpainting (random): 1 of 4 results diverged, left out of the cells
 % Phase retrieval: per image the best of its samples (one per seed; the paper: best of 4), picked by psnr
 % FID of Phase retrieval (best of seeds): the results record no reconstruction images
 % Phase retrieval: images = 1 (paper: 1000)
@@ -201,13 +203,29 @@ def test_notes_name_other_data_and_other_metric_backbones(tmp_path):
     assert notes[:-1] == [
         "FID of SR ×4, seed 0: not recorded, and not recomputed",
         "SR ×4: data._target_ = dps_exp.data.SampleImages (paper: dps_exp.datasets.FFHQVal)",
-        "SR ×4: data.first = None (paper: 0)",
         "SR ×4: images = 2 (paper: 1000)",
         "FID of Inpainting (random): left blank: the runs did not ask for it (fid is not in their metrics.names)",
         "Inpainting (random): physics.mask = 0.1 (paper: 0.08)",
         "Inpainting (random): metrics.lpips_net = alex (paper: vgg)",
         "Inpainting (random): images = 1 (paper: 1000)",
     ]
+
+
+def test_notes_name_unfinished_runs_missing_shards_and_other_weights(tmp_path):
+    data = {"_target_": "dps_exp.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256}
+    local = {
+        "_target_": "dps_exp.denoisers.pretrained.PretrainedADM",
+        "architecture": "ffhq",
+        "checkpoint": "/my/ffhq.pt",
+    }
+    write_run(tmp_path / "shard0", "sr4", 0, 0.3, [{"psnr": 24.0}], data={**data, "shard": 0, "num_shards": 3})
+    write_run(tmp_path / "phase", "phase_retrieval", 0, 0.5, [{"psnr": 24.0}], denoiser=local)
+    summary = json.loads((tmp_path / "phase" / "summary.json").read_text())
+    (tmp_path / "phase" / "summary.json").write_text(json.dumps(summary | {"status": "interrupted"}))
+    notes = build(collect(sorted(tmp_path.iterdir())), "ffhq", load_values()).notes
+    assert "SR ×4: shard 1, 2 of data.num_shards=3 not among the runs: the merged set is partial" in notes
+    assert "Phase retrieval: denoiser.checkpoint = /my/ffhq.pt (paper: unset)" in notes
+    assert "Phase retrieval: 1 run(s) interrupted: resume them (resume=true) to finish" in notes
 
 
 def test_runs_differing_in_a_sampler_setting_get_a_row_each(tmp_path):
