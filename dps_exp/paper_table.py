@@ -2,7 +2,8 @@
 
 A run counts for a task of a data set through its recorded config: the operator class (`physics._target_`)
 names the task, the prior's architecture (else the data class) the data set. Runs of a task with the same
-sampler settings (`SAMPLER`) make one row, each other setting of them another; a row's runs are pooled: per
+settings (`SETTINGS`: the sampler's, the noise, the operator's protocol keys) make one row, each other setting
+of them another; a row's runs are pooled: per
 image, several seeds are averaged, or, for best-of-N tasks, the seed with the best `by` metric is kept; a
 cell is then mean ± std over images (n). FID is one number per set, for runs that score it: each seed's run
 summary holds it; it is recomputed from disk (reconstruction PNGs and source images) for best-of-N selections
@@ -26,8 +27,11 @@ from dps_exp.report import shard_gap
 
 VALUES = Path(__file__).with_name("paper_values.yaml")
 DATA_CLASSES = {"FFHQVal": "ffhq", "ImageNetVal": "imagenet"}
-SAMPLER = {"step_size": "step size", "eta": "η", "steps": "steps", "variance": "variance"}
-"""The sampler settings that split a task into rows (runs differing in one are not pooled), with their labels."""
+SETTINGS = {"sampler.step_size": "step size", "sampler.eta": "η", "sampler.steps": "steps",
+            "sampler.variance": "variance", "physics.noise.kind": "noise", "physics.noise.sigma": "σ",
+            "physics.noise.rate": "rate"}  # fmt: skip
+"""The settings that split a task into rows (runs differing in one are not pooled), with their labels; the
+task's operator keys of the protocol (`physics.mask`, ...) too, labelled by their last part."""
 
 FidFn = Callable[[Sequence[Mapping], Mapping], dict]
 """Recomputes FID over rows (each with `dir`, `reconstruction`, `source`) of runs with the given recorded
@@ -100,9 +104,21 @@ def scores(run: Mapping, metric: str) -> bool:
     return metric in ((run["summary"].get("config") or {}).get("metrics") or {}).get("names", [])
 
 
-def sampler_of(run: Mapping) -> tuple:
-    node = (run["summary"].get("config") or {}).get("sampler") or {}
-    return tuple(node.get(key) for key in SAMPLER)
+def value_at(config: Mapping, key: str):
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, Mapping) else None
+    return config
+
+
+def setting_keys(task: str, values: Mapping) -> dict[str, str]:
+    """{dotted key: label} of the settings that split `task` into rows."""
+    physics = [k for k in values["protocol"].get(task, {}) if k.startswith("physics.")]
+    return SETTINGS | {k: k.rsplit(".", 1)[-1] for k in physics}
+
+
+def settings_of(run: Mapping, keys: Sequence[str]) -> tuple:
+    values = (value_at(run["summary"].get("config") or {}, key) for key in keys)
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
 def task_of(config: Mapping, values: Mapping) -> str | None:
@@ -168,9 +184,7 @@ def fid_sets(label: str, runs: Sequence[Mapping], chosen: Sequence[Mapping] | No
 
 def setting(config: Mapping, key: str) -> str:
     """A dotted key of a recorded config, as text ("None" when absent)."""
-    for part in key.split("."):
-        config = config.get(part) if isinstance(config, Mapping) else None
-    return str(config)
+    return str(value_at(config, key))
 
 
 def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping, notes: Notes) -> None:
@@ -257,35 +271,36 @@ def task_row(task: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping,
     return row
 
 
-def row_label(task_label: str, sampler: tuple, varying: Sequence[str]) -> str | None:
-    """A row's name when its task has several sampler settings: the task's and the settings that vary, e.g.
+def row_label(task_label: str, keys: Mapping[str, str], setting: tuple, varying: Sequence[str]) -> str | None:
+    """A row's name when its task has several settings: the task's and the settings that vary, e.g.
     "SR ×4 (step size 0.3, η 0.5)"; None when the task has one setting."""
     if not varying:
         return None
-    shown = {k: f"{v:g}" if isinstance(v, int | float) else str(v) for k, v in zip(SAMPLER, sampler, strict=True)}
-    return f"{task_label} ({', '.join(f'{SAMPLER[k]} {shown[k]}' for k in varying)})"
+    shown = {k: f"{v:g}" if isinstance(v, int | float) else str(v) for k, v in zip(keys, setting, strict=True)}
+    return f"{task_label} ({', '.join(f'{keys[k]} {shown[k]}' for k in varying)})"
 
 
 def build(runs: Sequence[Mapping], dataset: str, values: Mapping, fid: FidFn | None = None) -> Table:
     """The table of `dataset` from collected runs (`dps_exp.report.collect`): a row for every task the paper
-    reports for it and any other task run on it; a task run with several sampler settings (e.g. the official
-    code's and the paper's step-size convention, or several η) gets a row per setting. `fid` recomputes FID
+    reports for it and any other task run on it; a task run with several settings (e.g. the official code's
+    and the paper's step-size convention, several η, another noise level) gets a row per setting. `fid` recomputes FID
     where no run recorded it (None: leave it blank)."""
     spec = values["datasets"][dataset]
     by_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if task := task_of(run["summary"].get("config", {}), values):
-            by_task[task][sampler_of(run)].append(run)
+            by_task[task][settings_of(run, list(setting_keys(task, values)))].append(run)
     notes = Notes()
     rows = []
     for task in values["tasks"]:
         settings = by_task.get(task, {})
         if task in spec["values"] and not settings:
             rows.append(task_row(task, [], values, spec, fid, notes))
-        varying = [k for i, k in enumerate(SAMPLER) if len({s[i] for s in settings}) > 1]
-        for sampler in sorted(settings, key=lambda s: [(v is None, 0 if v is None else v) for v in s]):
-            label = row_label(values["tasks"][task]["label"], sampler, varying)
-            rows.append(task_row(task, settings[sampler], values, spec, fid, notes, label))
+        keys = setting_keys(task, values)
+        varying = [k for i, k in enumerate(keys) if len({s[i] for s in settings}) > 1]
+        for setting in sorted(settings, key=lambda s: [(v is None, str(type(v)), 0 if v is None else v) for v in s]):
+            label = row_label(values["tasks"][task]["label"], keys, setting, varying)
+            rows.append(task_row(task, settings[setting], values, spec, fid, notes, label))
     names = {
         **{m: v["label"] for m, v in values["metrics"].items()},
         **{t: v["label"] for t, v in values["tasks"].items()},

@@ -243,6 +243,20 @@ def test_runs_differing_in_a_sampler_setting_get_a_row_each(tmp_path):
     assert 'ffhq,sr4,"SR ×4 (η 1, steps 1000)",1,1,0.3,' in to_csv(table)  # the CSV tells the rows apart too
 
 
+def test_runs_differing_in_noise_or_an_operator_setting_get_a_row_each(tmp_path):
+    noisy = {"_target_": PHYSICS["sr4"]["_target_"], "factor": 4, "noise": {"kind": "gaussian", "sigma": 0.5}}
+    table = table_of(tmp_path, {
+        "paper": (("sr4", 0, 0.3, [{"psnr": 24.0}]), {}),
+        "noisy": (("sr4", 0, 0.3, [{"psnr": 18.0}]), {"physics": noisy}),
+        "mask": (("inpaint_random", 0, 0.5, [{"psnr": 26.0}]), {}),
+        "mask8": (("inpaint_random", 0, 0.5, [{"psnr": 25.0}]), {"physics": {**PHYSICS["inpaint_random"], "mask": 0.08,
+                                                                        "noise": {"kind": "gaussian", "sigma": 0.05}}}),
+    })  # fmt: skip
+    got = [(row.label, row.cells["psnr"].mean) for row in table.rows if row.images]
+    assert got == [("SR ×4 (σ 0.05)", 24.0), ("SR ×4 (σ 0.5)", 18.0),
+                   ("Inpainting (random) (mask 0.08)", 25.0), ("Inpainting (random) (mask 0.1)", 26.0)]  # fmt: skip
+
+
 def test_fid_is_neither_computed_nor_reported_for_runs_that_did_not_ask_for_it(tmp_path):
     without_fid = {"metrics": {"names": ["psnr", "ssim"]}}
     asked = []
