@@ -66,10 +66,10 @@ def step_size_arg(text: str) -> dict[tuple[str, str], float]:
     try:
         pairs = (item.split("=") for item in filter(None, text.split(",")))
         chosen = {tuple(key.split(":")): float(value) for key, value in pairs}
+        if any(len(key) != 2 for key in chosen):
+            raise ValueError
     except ValueError:
-        chosen = {(): 0.0}
-    if any(len(key) != 2 for key in chosen):
-        raise argparse.ArgumentTypeError(f"{text!r}: write PRIOR:TASK=VALUE,... e.g. natural32:sr4=2")
+        raise argparse.ArgumentTypeError(f"{text!r}: write PRIOR:TASK=VALUE,... e.g. natural32:sr4=2") from None
     return chosen
 
 
