@@ -11,6 +11,8 @@ parameters that may differ per sample in a batch (their values arrive as (B,) te
 
 from __future__ import annotations
 
+import math
+
 import collections.abc
 import dataclasses
 import inspect
@@ -31,7 +33,8 @@ TARGET = "_target_"
 
 @dataclass(frozen=True)
 class Range:
-    """Closed (or, with *_open, open) bounds on a number; None means unbounded on that side."""
+    """Closed (or, with *_open, open) bounds on a finite number (never NaN or ±inf, whatever the bounds);
+    None means unbounded on that side."""
 
     lo: float | None = None
     hi: float | None = None
@@ -39,6 +42,8 @@ class Range:
     hi_open: bool = False
 
     def __contains__(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
         return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
@@ -158,6 +163,8 @@ def check_value(tp: Any, value: Any, key: str) -> None:
     elif base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(key, value, "be a number")
+        if not math.isfinite(value):  # nan and inf compare false or true with any bound
+            _fail(key, value, "be a finite number")
     elif base is str:
         if not isinstance(value, str):
             _fail(key, value, "be a string")

@@ -53,6 +53,9 @@ def test_misspelt_group_option_lists_the_valid_ones(tmp_path):
         ("physics=inpaint_box physics.margin=-1", "physics.margin=-1 is not allowed: it must satisfy 0 ≤ margin"),
         ("+physics.foo=1", "physics.foo is not a key of physics (RandomInpainting); valid keys: mask, noise"),
         ("data.batch_size=0", "data.batch_size=0 is not allowed: it must satisfy 1 ≤ batch_size"),
+        ("physics.mask=nan", "physics.mask=nan is not allowed: it must be a finite number"),  # passed any bound
+        ("sampler.step_size=inf", "sampler.step_size=inf is not allowed: it must be a finite number"),
+        ("physics.noise.sigma=-inf", "physics.noise.sigma=-inf is not allowed: it must be a finite number"),
         (
             "metrics.names=[psnr,fid2]",
             "metrics.names[1]='fid2' is not allowed: it must be one of psnr, ssim, lpips, fid",
