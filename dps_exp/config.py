@@ -11,11 +11,10 @@ parameters that may differ per sample in a batch (their values arrive as (B,) te
 
 from __future__ import annotations
 
-import math
-
 import collections.abc
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Iterator, Mapping

@@ -87,6 +87,10 @@ def main(cfg: DictConfig) -> float:
             log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
                      f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",
                      point.recorder.dir, extra={"point": k})  # fmt: skip
+            if summary["diverged"]:
+                log.warning("%s: %d of %d results diverged (NaN or inf), left out of the metrics; a smaller "
+                            "sampler.step_size usually helps", point.name, summary["diverged"], summary["rows"],
+                            extra={"point": k})  # fmt: skip
     means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
     psnr = statistics.fmean(means) if means else math.nan
     if math.isnan(psnr) and "psnr" in run.metrics.names and any(s["rows"] for s in summaries):

@@ -262,6 +262,9 @@ class WandbLogger(Logger):
         for name, agg in summary.get("metrics", {}).items():
             for stat, value in agg.items():
                 self.run.summary[f"{name}/{stat}"] = value
-        self.run.summary["wall_time_s"] = summary.get("wall_time_s")
-        self.run.finish()
+            if "mean" in agg:  # W&B would show the last image's value under the metric's own name
+                self.run.summary[name] = agg["mean"]
+        for key in ("status", "rows", "ok", "diverged", "unreadable", "wall_time_s"):
+            self.run.summary[key] = summary.get(key)
+        self.run.finish(exit_code=0 if summary.get("status") == "complete" else 1)  # W&B marks the others failed
         self.run = None

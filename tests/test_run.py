@@ -14,7 +14,7 @@ from dps_exp.errors import ConfigError
 from dps_exp.experiment import Run
 from dps_exp.physics import Noise, RandomInpainting
 from dps_exp.samplers.dps import DPS
-from tests.helpers import compose
+from tests.helpers import cli, compose
 
 
 def spec(*overrides):
@@ -302,3 +302,35 @@ def test_a_sweep_resumes_only_a_sweep_of_the_same_config_params(tmp_path):
     assert previous_dir(tmp_path, ["sampler.step_size=1,4", params], sweep=True) == tmp_path / "day/a"
     other = 'hydra.sweeper.params={sampler.eta:"0.5,1"}'
     assert previous_dir(tmp_path, ["sampler.step_size=1,4", other], sweep=True) is None
+
+
+@pytest.mark.parametrize("status, exit_code", [("complete", 0), ("interrupted", 1), ("failed", 1)])
+def test_the_wandb_summary_holds_the_runs_status_and_counts(status, exit_code):
+    """A run stopped or with diverged images must not look like a clean one in W&B."""
+    from dps_exp.tracking import WandbLogger
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, data):
+            pass
+
+        def finish(self, exit_code=None):
+            self.exit_code = exit_code
+
+    logger = WandbLogger()
+    logger.run = run = FakeRun()
+    run.summary = {}
+    summary = {"status": status, "rows": 3, "ok": 2, "diverged": 1, "unreadable": 0, "wall_time_s": 1.5,
+               "metrics": {"psnr": {"mean": 20.0, "std": 1.0, "n": 2}}}  # fmt: skip
+    logger.finish(summary, [])
+    assert run.summary == {"psnr/mean": 20.0, "psnr/std": 1.0, "psnr/n": 2, "psnr": 20.0, "status": status,
+                           "rows": 3, "ok": 2, "diverged": 1, "unreadable": 0, "wall_time_s": 1.5}  # fmt: skip
+    assert run.exit_code == exit_code
+
+
+def test_diverged_results_are_said_on_the_console(tmp_path):
+    proc = cli("experiment=demo", "denoiser=gaussian", "data.size=32", "data.limit=2", "sampler.steps=3",
+               "sampler.step_size=1e300", "logger=none", "progress=false", f"hydra.run.dir={tmp_path}",
+               cwd=tmp_path)  # fmt: skip
+    assert "2 of 2 results diverged (NaN or inf), left out of the metrics" in proc.stderr + proc.stdout
