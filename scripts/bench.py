@@ -265,18 +265,24 @@ def sweep_bench(args) -> str:
     )
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--arch", default="ffhq", choices=["ffhq", "imagenet"])
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--tutorial-batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--size", type=positive, default=64, help="image side, a multiple of 32 (the UNet's)")
+    parser.add_argument("--batch", type=positive, nargs="+", default=[1, 4])
+    parser.add_argument("--tutorial-batch", type=positive, nargs="+", default=[1])
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
     parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["on", "off"])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    parser.add_argument("--steps", type=positive, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -284,6 +290,10 @@ def main() -> None:
     parser.add_argument("--sweep", type=int, nargs=2, metavar=("K", "N"), help="time a K-point sweep over N images")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON config, print the result
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here (use --device cpu)")
+    if args.size % 32:
+        parser.error(f"--size {args.size}: the UNet halves the image 5 times, so the size must be a multiple of 32")
 
     if args.sweep:
         print(sweep_bench(args))
@@ -292,13 +302,14 @@ def main() -> None:
         print(json.dumps(run_one(json.loads(args.one))))
         return
     name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    results = []
+    results, failed = [], 0
     for cfg in configurations(args):
         proc = subprocess.run(
             [sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True, cwd=ROOT
         )
         if proc.returncode != 0:
             print(f"failed: {cfg}\n{proc.stderr[-3000:]}", file=sys.stderr)
+            failed += 1
             continue
         results.append(r := json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{r['loop']:8s} batch {r['batch']:2d} {r['precision']} compile={r['compile']}: "
@@ -306,7 +317,10 @@ def main() -> None:
         if args.out:  # as each finishes, so a run cut short keeps what it measured
             with args.out.open("a") as f:
                 f.write(json.dumps({**r, "device_name": name}) + "\n")
-    print(table(results, name))
+    if results:
+        print(table(results, name))
+    if failed:
+        sys.exit(f"error: {failed} configuration(s) failed (their errors are above)")
 
 
 def cpu_name() -> str:

@@ -13,11 +13,15 @@ export DEVICE SIZE
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 PYTHONPATH=$PWD
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [[ $DEVICE == cuda ]] && ls .whl/*.whl >/dev/null 2>&1; then  # the device image's wheels (its Python's)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 fi
 report=$OUT/gpu_check.md
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$report"
+if [[ $DEVICE == cuda ]]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$report"
+else
+  echo "dry run on the CPU: $(python3 -c 'import platform; print(platform.processor() or platform.machine())')" | tee "$report"
+fi
 
 # sync: the sampler runs on CUDA, stays finite, is batch invariant, and never syncs with the host inside the
 # loop: set_sync_debug_mode("error") turns any sync into an exception. It is switched on by the first step's

@@ -37,3 +37,12 @@ def test_sweep_benchmark_reports_wall_and_sampling_time(tmp_path):
     sequential, vectorized = (line for line in table.splitlines() if line.startswith(("| sequential", "| vectorized")))
     assert sequential.startswith("| sequential | 2 |") and vectorized.startswith("| vectorized | 1 |")
     assert all(float(cell) > 0 for cell in vectorized.strip("|").split("|")[2:])
+
+
+def test_bad_benchmark_arguments_stop_before_any_timing():
+    for args, message in [(["--steps", "0"], "argument --steps: '0': a whole number, at least 1"),
+                          (["--size", "30"], "--size 30: the UNet halves the image 5 times"),
+                          (["--batch", "0"], "argument --batch: '0': a whole number, at least 1")]:  # fmt: skip
+        proc = subprocess.run([sys.executable, "scripts/bench.py", "--device", "cpu", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
