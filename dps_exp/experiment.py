@@ -90,7 +90,7 @@ def validate(spec: Mapping) -> None:
     prior = target_of(spec["denoiser"])
     if spec["sampler"].get("variance") == "learned" and not getattr(prior, "learned_variance", False):
         raise ConfigError(
-            f"sampler.variance=learned needs a prior with learned variance (denoiser=ffhq or imagenet); "
+            f"sampler.variance=learned needs a prior with learned variance (denoiser=ffhq, imagenet or random_adm); "
             f"{prior.__name__} has none (use sampler.variance=eta)"
         )
 

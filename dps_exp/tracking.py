@@ -192,19 +192,21 @@ class Logger:
 class WandbLogger(Logger):
     """Weights & Biases: config, per-image metrics and panels, a results table and the summary.
 
-    mode: `offline` (default: needs no account or network; `wandb sync` uploads later), `online`, `disabled`.
+    mode: `offline` (default: needs no account or network; `wandb sync` uploads later), `online`, `disabled`;
+    `dryrun`, W&B's older name for offline, is taken as offline (it may come from `$WANDB_MODE`).
     """
 
     def __init__(
         self,
-        mode: Literal["offline", "online", "disabled"] = "offline",
+        mode: Literal["offline", "online", "disabled", "dryrun"] = "offline",
         project: str = "dps-exp",
         entity: str | None = None,
         group: str | None = None,
         tags: Sequence[str] = (),
         log_images: bool = True,
     ):
-        self.mode, self.project, self.entity, self.group = mode, project, entity, group
+        self.mode = "offline" if mode == "dryrun" else mode
+        self.project, self.entity, self.group = project, entity, group
         self.tags, self.log_images = list(tags), log_images
         self.run = None
 

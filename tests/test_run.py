@@ -334,3 +334,13 @@ def test_diverged_results_are_said_on_the_console(tmp_path):
                "sampler.step_size=1e300", "logger=none", "progress=false", f"hydra.run.dir={tmp_path}",
                cwd=tmp_path)  # fmt: skip
     assert "2 of 2 results diverged (NaN or inf), left out of the metrics" in proc.stderr + proc.stdout
+
+
+def test_wandb_mode_dryrun_from_the_environment_runs_offline(monkeypatch):
+    from dps_exp.config import build
+    from dps_exp.experiment import validate
+
+    monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's older name for offline, still accepted by wandb
+    spec = resolve(compose(["logger=wandb"]))
+    validate(spec)
+    assert build(spec["logger"]).mode == "offline"
