@@ -22,8 +22,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dps_exp.errors import UserError
-from dps_exp.experiment import Run
-from dps_exp.points import PointLogs
 from dps_exp.resume import previous_dir, resume_requested, without_resume
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -60,6 +58,10 @@ def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ct
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
+    # torch and the rest load here, not at the top: a Ctrl-C while they load ends like any other (exit 130)
+    from dps_exp.experiment import Run
+    from dps_exp.points import PointLogs
+
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     signal.signal(signal.SIGTERM, _stop)
