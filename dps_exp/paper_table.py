@@ -204,7 +204,7 @@ def protocol_notes(label: str, runs: Sequence[Mapping], expected: Mapping, notes
 
 
 def completeness_notes(label: str, runs: Sequence[Mapping], notes: Notes) -> None:
-    """Note runs that did not finish, images left out of the cells (unreadable, diverged) and shards missing."""
+    """Note runs that did not finish, results left out of the cells (unreadable, diverged) and shards missing."""
     for status in sorted({run["summary"].get("status", "unknown") for run in runs} - {"complete", "merged"}):
         n = sum(run["summary"].get("status", "unknown") == status for run in runs)
         notes.add(label, f"{n} run(s) {status}: resume them (resume=true) to finish")
