@@ -162,6 +162,15 @@ def test_a_study_whose_every_trial_failed_says_so_in_one_line(tmp_path):
     assert "is not allowed: it must satisfy 0 ≤ step_size" in (tmp_path / "study" / "0" / "run.log").read_text()
 
 
+def test_a_bad_value_every_trial_shares_stops_the_study_before_its_first_trial(tmp_path):
+    proc = cli(
+        "hparams_search=step_size", *FAST, "physics.mask=7", f"hydra.sweep.dir={tmp_path / 'study'}", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: physics.mask=7 is not allowed: it must satisfy 0 < mask ≤ 1"
+    assert not (tmp_path / "study" / "0").exists()
+
+
 def test_sweep_report_builds_table_and_plots(tmp_path):
     sweep = tmp_path / "s"
     assert cli("-m", *FAST, *GRID, f"hydra.sweep.dir={sweep}", cwd=tmp_path).returncode == 0

@@ -19,9 +19,9 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class OptunaStudy(Sweeper):
-    """`hydra_plugins.hydra_optuna_sweeper`'s sweeper, wrapped: `resume=true` continues a stored study (and says
-    that one kept in memory cannot be), and a study whose every trial failed ends with one line, not Optuna's
-    "No trials are completed yet" traceback."""
+    """`hydra_plugins.hydra_optuna_sweeper`'s sweeper, wrapped: a bad value the trials share stops it before the
+    first trial, `resume=true` continues a stored study (and says that one kept in memory cannot be), and a study
+    whose every trial failed ends with one line, not Optuna's "No trials are completed yet" traceback."""
 
     def __init__(self, **options: Any):
         from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
@@ -30,10 +30,28 @@ class OptunaStudy(Sweeper):
         self.storage, self.study_name = options.get("storage"), options.get("study_name")
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
+        self.config, self.hydra_context = config, hydra_context
         self.study.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
+    def check_shared_values(self, arguments: list[str]) -> None:
+        """Stop before the first trial on a bad value every trial would share (a value on the command line, even
+        of a searched key, is fixed for all trials), with the line a single run gives."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        from dps_exp.errors import ConfigError
+        from dps_exp.experiment import validate
+        from hydra_plugins.dps_exp_sweeper.vectorized import compose_job
+
+        parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
+        shared = [o.input_line for o in parsed if not o.is_sweep_override()]  # Optuna fixes these for every trial
+        try:
+            validate(compose_job(self.hydra_context, self.config, shared))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
     def sweep(self, arguments: list[str]) -> Any:
+        self.check_shared_values(arguments)
         if self.config.get("resume"):
             if self.storage is None:
                 sys.exit(

@@ -17,13 +17,22 @@ from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf, open_dict
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
 
 def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def compose_job(hydra_context: HydraContext, config: DictConfig, overrides: list[str]) -> dict:
+    """A job's task config, resolved (as the Run will see it)."""
+    from dps_exp.config import resolve
+
+    cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    return resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
 
 class VectorizedSweeper(BasicSweeper):
@@ -41,11 +50,7 @@ class VectorizedSweeper(BasicSweeper):
         return self.split_arguments(overrides, None)[0]
 
     def compose(self, job: list[str]) -> dict:
-        """The job's task config, resolved (as the Run will see it)."""
-        from dps_exp.config import resolve
-
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
-        return resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+        return compose_job(self.hydra_context, self.config, job)
 
     def per_sample_keys(self, job: list[str]) -> tuple[set[str], bool]:
         """The keys that may differ per sample in this job's composed config, and whether one of them already
