@@ -1,4 +1,5 @@
-"""Hydra's Optuna sweeper (`hparams_search=...`), with the two ends a study can have said in our words.
+"""Hydra's Optuna sweeper (`hparams_search=...`), with its start and its two ends said in our words: a bad shared
+value, a resumed study, a study whose every trial failed.
 
 Optuna is an optional extra, so it is imported when a study starts, not when Hydra scans its plugins.
 """
