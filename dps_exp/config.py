@@ -32,8 +32,8 @@ TARGET = "_target_"
 
 @dataclass(frozen=True)
 class Range:
-    """Closed (or, with *_open, open) bounds on a finite number (never NaN or ±inf, whatever the bounds);
-    None means unbounded on that side."""
+    """Closed (or, with *_open, open) bounds on a number; None means unbounded on that side. (NaN and ±inf are
+    refused before, by the float check.)"""
 
     lo: float | None = None
     hi: float | None = None
@@ -41,8 +41,6 @@ class Range:
     hi_open: bool = False
 
     def __contains__(self, v: float) -> bool:
-        if not math.isfinite(v):
-            return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
         return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))

@@ -190,20 +190,18 @@ class Run:
                     f"{directory} already holds results of another sweep point "
                     f"({differences(other.get('point', {}), vals)}): choose another output directory"
                 )
-            moved = next(
-                (r for r in rows if Path(r["source"]).name != names.get(r["index"], Path(r["source"]).name)), None
-            )
-            if moved is not None:  # rows are keyed by image index: resuming over another list would mix images up
-                raise ConfigError(
-                    f"{directory} holds results for another image list (image {moved['index']} was "
-                    f"{Path(moved['source']).name} there, is {names[moved['index']]} now): choose another output directory"
-                )
             absent = next((r for r in rows if r["index"] not in names), None)
             if absent is not None:  # its summary would count images this run's list (images.txt) does not hold
                 raise ConfigError(
                     f"{directory} holds results for image {absent['index']} ({Path(absent['source']).name}), which "
                     "is not among this run's images (data.limit, data.shard or data.root changed): choose another "
                     "output directory, or run with the earlier image list"
+                )
+            moved = next((r for r in rows if Path(r["source"]).name != names[r["index"]]), None)
+            if moved is not None:  # rows are keyed by image index: resuming over another list would mix images up
+                raise ConfigError(
+                    f"{directory} holds results for another image list (image {moved['index']} was "
+                    f"{Path(moved['source']).name} there, is {names[moved['index']]} now): choose another output directory"
                 )
             point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
             if listed:

@@ -39,6 +39,11 @@ class ADMConfig:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @property
+    def size_multiple(self) -> int:
+        """What image sides must be a multiple of: H and W are halved once per level but the last."""
+        return 2 ** (len(self.channel_mult) - 1)
+
     def check(self, name: str = "architecture") -> None:
         """Stop on a network that cannot be built or cannot take its own image size, naming the key."""
         levels = [self.model_channels * m for m in self.channel_mult]
@@ -47,9 +52,9 @@ class ADMConfig:
                 f"{name}.model_channels={self.model_channels} × channel_mult gives {bad} channels, not a multiple "
                 f"of norm_groups={self.norm_groups} (GroupNorm)"
             )
-        if self.image_size % (step := 2 ** (len(self.channel_mult) - 1)):
+        if self.image_size % self.size_multiple:
             raise ConfigError(
-                f"{name}.image_size={self.image_size} is not a multiple of {step}: the UNet halves it "
+                f"{name}.image_size={self.image_size} is not a multiple of {self.size_multiple}: the UNet halves it "
                 f"{len(self.channel_mult) - 1} times (channel_mult has {len(self.channel_mult)} levels)"
             )
 
@@ -180,7 +185,7 @@ class ADMUNet(nn.Module):
     def __init__(self, cfg: ADMConfig = ADMConfig(), checkpointing: bool = False):
         super().__init__()
         self.cfg, self.checkpointing = cfg, checkpointing
-        self.size_multiple = 2 ** (len(cfg.channel_mult) - 1)  # H and W are halved once per level but the last
+        self.size_multiple = cfg.size_multiple
         ch = cfg.model_channels
         emb_dim = 4 * ch
         attn_at = {cfg.image_size // r for r in cfg.attention_resolutions}  # as downsampling factors
