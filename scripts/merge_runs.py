@@ -39,10 +39,10 @@ def check_inputs(dirs: Sequence[Path], out: Path) -> None:
             shown = " ".join(map(str, inside[:4])) + (" ..." if len(inside) > 4 else "")
             raise SystemExit(f"error: {d} is a sweep, not a run: pass its point directories ({shown})")
         raise SystemExit(f"error: {d} holds no {RESULTS}: not a run directory")
-    if out.resolve() in {d.resolve() for d in dirs}:
+    resolved = [d.resolve() for d in dirs]
+    if out.resolve() in resolved:
         raise SystemExit(f"error: --out {out} is one of the runs: merging would overwrite its {RESULTS}")
-    if len({d.resolve() for d in dirs}) < len(dirs):
-        twice = next(d for i, d in enumerate(dirs) if d.resolve() in {e.resolve() for e in dirs[:i]})
+    if twice := next((d for i, d in enumerate(dirs) if resolved[i] in resolved[:i]), None):
         raise SystemExit(f"error: {twice} is given twice")
 
 
