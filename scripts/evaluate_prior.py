@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from dps_exp import batch
-from dps_exp.baselines import linear_inpaint
+from dps_exp.analysis.baselines import linear_inpaint
 from dps_exp.config import build
-from dps_exp.experiment import to_signed, to_unit
-from dps_exp.metrics import psnr
-from dps_exp.posterior import exact_posterior
-from dps_exp.run import compose
+from dps_exp.denoisers.exact import exact_posterior
+from dps_exp.metrics.image import psnr
+from dps_exp.run.cli import compose
+from dps_exp.run.experiment import to_signed, to_unit
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 
 SIGMA = 0.05  # measurement noise on the [-1, 1] scale, as every task of the paper

@@ -19,9 +19,9 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from dps_exp import batch
 from dps_exp.config import build
-from dps_exp.data import SampleImages
-from dps_exp.experiment import flatten, to_signed, to_unit
-from dps_exp.run import CONF_DIR, compose
+from dps_exp.data.images import SampleImages
+from dps_exp.run.cli import CONF_DIR, compose
+from dps_exp.run.experiment import flatten, to_signed, to_unit
 
 SIZE = 256
 TITLE = 46

@@ -3,7 +3,7 @@
 On a prior whose posterior is known exactly (`--prior gmm` or `gaussian`), with ground truth drawn from the
 prior (`data=prior_samples`), each image is measured once and DPS draws --samples samples for each step size
 (all in one batch: step size is a per-sample parameter). Each (image, step size, eta) is scored with
-dps_exp.posterior_metrics against the exact posterior, and by PSNR against the truth next to the exact
+dps_exp.metrics.posterior against the exact posterior, and by PSNR against the truth next to the exact
 posterior mean's and an exact sample's. One JSON line each in --out/results.jsonl, which each run writes anew
 (a rerun into the same --out replaces the rows, it does not add to them: give each setting its own --out, or
 several --etas and --step-sizes to one run); scripts/prior_docs.py plots them.
@@ -22,12 +22,12 @@ from hydra.errors import HydraException
 
 from dps_exp import batch
 from dps_exp.config import build
+from dps_exp.denoisers.exact import exact_posterior
 from dps_exp.errors import UserError
-from dps_exp.experiment import to_signed, to_unit, validate
-from dps_exp.metrics import psnr
-from dps_exp.posterior import exact_posterior
-from dps_exp.posterior_metrics import posterior_metrics
-from dps_exp.run import compose
+from dps_exp.metrics.image import psnr
+from dps_exp.metrics.posterior import posterior_metrics
+from dps_exp.run.cli import compose
+from dps_exp.run.experiment import to_signed, to_unit, validate
 from dps_exp.samplers.dps import DPS
 
 

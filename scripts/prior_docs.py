@@ -24,15 +24,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dps_exp.baselines import linear_inpaint  # noqa: E402
+from dps_exp.analysis.baselines import linear_inpaint  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 PAD = 2  # torchvision make_grid's padding in the run's panels
 
 
 def run_demo(out: Path, gaussian_step_size: float) -> None:
-    from dps_exp.experiment import Run
-    from dps_exp.run import compose
+    from dps_exp.run.cli import compose
+    from dps_exp.run.experiment import Run
 
     for name, extra in (
         ("natural32", []),

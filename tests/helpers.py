@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from dps_exp.run import CONF_DIR
+from dps_exp.run.cli import CONF_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def signal_after(calls: int, signum: int, method: str = "append") -> str:
     `write_summary`: a summary did): a signal at a fixed point, whatever the machine's speed."""
     return f"""
 import os, runpy, sys
-from dps_exp.tracking import Recorder
+from dps_exp.run.tracking import Recorder
 real, calls = Recorder.{method}, []
 def then_signal(self, *args):
     real(self, *args)
@@ -66,7 +66,7 @@ def plant_backbones(torch_home: Path) -> Path:
     import torchvision
     from torch_fidelity import feature_extractor_inceptionv3 as fe
 
-    from dps_exp.backbones import backbone_path
+    from dps_exp.metrics.backbones import backbone_path
 
     def inception():
         with (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dps_exp.baselines import linear_inpaint
+from dps_exp.analysis.baselines import linear_inpaint
 
 
 def test_linear_inpainting_reproduces_a_plane_and_keeps_the_kept_pixels():

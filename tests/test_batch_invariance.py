@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from dps_exp.experiment import Run
+from dps_exp.run.experiment import Run
 from tests.helpers import compose
 
 POINTS = {  # four sweep points, zipped

@@ -10,11 +10,11 @@ import torch
 
 from dps_exp.config import resolve
 from dps_exp.denoisers.trained import ASSETS, TrainedADM
+from dps_exp.denoisers.weights import file_sha256
 from dps_exp.errors import ConfigError
-from dps_exp.experiment import validate
+from dps_exp.run.experiment import validate
 from dps_exp.schedule import LinearSchedule
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
-from dps_exp.weights import file_sha256
 from tests.helpers import compose
 
 CARD = json.loads((ASSETS / "natural32.json").read_text())

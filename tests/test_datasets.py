@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from dps_exp.datasets import FFHQVal, ImageNetVal
+from dps_exp.data.datasets import FFHQVal, ImageNetVal
 from dps_exp.errors import DataError
 from tests.helpers import ROOT
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dps_exp.config import resolve
-from dps_exp.experiment import Run
+from dps_exp.run.experiment import Run
 from tests.helpers import compose
 
 GMM = ["denoiser=gmm", "data=prior_samples", "data.count=2", "metrics.names=[psnr]", "sampler.steps=30",

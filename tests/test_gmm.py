@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from dps_exp.config import resolve
+from dps_exp.denoisers.exact import condition, prior_mixture
 from dps_exp.denoisers.gmm import GaussianMixture
 from dps_exp.errors import ConfigError, DataError
-from dps_exp.experiment import Run
-from dps_exp.posterior import condition, prior_mixture
+from dps_exp.run.experiment import Run
 from tests.helpers import compose
 
 

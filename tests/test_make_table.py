@@ -1,7 +1,7 @@
 """scripts/make_table.py on synthetic results with known metrics: the table, cell for cell, in all three formats.
 
 The expected tables below are computed by hand from the rows written here and the paper's values
-(dps_exp/paper_values.yaml): SR x4 has one seed (PSNR 24, 26 -> 25.00 ± 1.41), random inpainting two seeds
+(dps_exp/analysis/paper_values.yaml): SR x4 has one seed (PSNR 24, 26 -> 25.00 ± 1.41), random inpainting two seeds
 averaged per image (25 and 28 -> 26.50 ± 2.12; FID 20 and 22 over seeds -> 21.00 ± 1.41), phase retrieval the
 best of 4 seeds by PSNR (seed 1: PSNR 14, LPIPS 0.4). The runs follow the paper's protocol but for random
 inpainting's mask and the number of images (2, 2 and 1 instead of 1000), which the notes say, a remark shared by
@@ -14,12 +14,9 @@ import io
 import json
 import sys
 
-from dps_exp.paper_table import build, load_values, to_csv, to_markdown
-from dps_exp.report import collect
-from tests.helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_table  # noqa: E402
+from dps_exp.analysis import make_table
+from dps_exp.analysis.paper_table import build, load_values, to_csv, to_markdown
+from dps_exp.analysis.report import collect
 
 PHYSICS = {
     "sr4": {"_target_": "dps_exp.physics.super_resolution.SuperResolution", "factor": 4},
@@ -44,7 +41,7 @@ def write_run(path, task, seed, step_size, images, fid=None, first=0, **changes)
         "physics": {**PHYSICS[task], "noise": {"kind": "gaussian", "sigma": 0.05}},
         "denoiser": {"_target_": "dps_exp.denoisers.pretrained.PretrainedADM", "architecture": "ffhq"},
         "sampler": {"steps": 1000, "variance": "learned", "step_size": step_size},
-        "data": {"_target_": "dps_exp.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256},
+        "data": {"_target_": "dps_exp.data.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256},
         "metrics": {"names": ["psnr", "ssim", "lpips", "fid"], "lpips_net": "vgg", "fid_features": 2048},
     }
     config.update(changes)
@@ -175,7 +172,7 @@ def test_runs_of_an_unknown_data_set_are_left_out_unless_named(tmp_path, capsys)
     write_run(tmp_path / "run", "sr4", 0, 0.3, [{"psnr": 24.0}])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     summary["config"]["denoiser"] = {"_target_": "dps_exp.denoisers.gaussian.StationaryGaussian"}
-    summary["config"]["data"]["_target_"] = "dps_exp.data.ImageFolder"
+    summary["config"]["data"]["_target_"] = "dps_exp.data.images.ImageFolder"
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
     assert make_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "t")]) == 1
     err = capsys.readouterr().err
@@ -194,7 +191,7 @@ def table_of(tmp_path, runs: dict, fid=None):
 
 
 def test_notes_name_other_data_and_other_metric_backbones(tmp_path):
-    sample = {"_target_": "dps_exp.data.SampleImages", "size": 256, "limit": None}  # data=sample
+    sample = {"_target_": "dps_exp.data.images.SampleImages", "size": 256, "limit": None}  # data=sample
     alex = {"names": ["psnr", "lpips"], "lpips_net": "alex"}  # LPIPS on AlexNet, no FID
     notes = table_of(tmp_path, {
         "sample": (("sr4", 0, 0.3, [{"psnr": 24.0}, {"psnr": 26.0}]), {"data": sample}),
@@ -202,7 +199,7 @@ def test_notes_name_other_data_and_other_metric_backbones(tmp_path):
     }).notes  # fmt: skip
     assert notes[:-1] == [
         "FID of SR ×4, seed 0: not recorded, and not recomputed",
-        "SR ×4: data._target_ = dps_exp.data.SampleImages (paper: dps_exp.datasets.FFHQVal)",
+        "SR ×4: data._target_ = dps_exp.data.images.SampleImages (paper: dps_exp.data.datasets.FFHQVal)",
         "SR ×4: images = 2 (paper: 1000)",
         "FID of Inpainting (random): left blank: the runs did not ask for it (fid is not in their metrics.names)",
         "Inpainting (random): physics.mask = 0.1 (paper: 0.08)",
@@ -212,7 +209,7 @@ def test_notes_name_other_data_and_other_metric_backbones(tmp_path):
 
 
 def test_notes_name_unfinished_runs_missing_shards_and_other_weights(tmp_path):
-    data = {"_target_": "dps_exp.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256}
+    data = {"_target_": "dps_exp.data.datasets.FFHQVal", "first": 0, "count": 1000, "size": 256}
     local = {
         "_target_": "dps_exp.denoisers.pretrained.PretrainedADM",
         "architecture": "ffhq",

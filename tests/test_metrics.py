@@ -9,12 +9,12 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from dps_exp import backbones
-from dps_exp.backbones import BackboneError, ensure_backbone
 from dps_exp.config import resolve
 from dps_exp.denoisers import pretrained
-from dps_exp.experiment import Run
-from dps_exp.metrics import Metrics
+from dps_exp.metrics import backbones
+from dps_exp.metrics.backbones import BackboneError, ensure_backbone
+from dps_exp.metrics.image import Metrics
+from dps_exp.run.experiment import Run
 from tests.helpers import compose
 
 

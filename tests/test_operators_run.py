@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dps_exp.config import resolve
-from dps_exp.experiment import Run
+from dps_exp.run.experiment import Run
 from tests.helpers import CONF_DIR, cli, compose
 
 OPERATORS = sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml"))

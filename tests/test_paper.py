@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
+from dps_exp import ASSETS
 from dps_exp.config import resolve
-from dps_exp.experiment import Run, validate
+from dps_exp.run.experiment import Run, validate
 from tests.helpers import CONF_DIR, cli, compose
 
-ASSETS = CONF_DIR.parent / "dps_exp" / "assets"
 PAPER = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml") if not p.stem.startswith("_"))
 TASKS = [name for name in PAPER if not name.endswith("_zeta")]
 

@@ -9,11 +9,11 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from dps_exp.denoisers import StationaryGaussian
+from dps_exp.denoisers.exact import dense_operator, exact_posterior, prior_mixture
 from dps_exp.denoisers.gmm import GaussianMixture
 from dps_exp.errors import ConfigError
+from dps_exp.metrics.posterior import coverage, posterior_metrics, sliced_wasserstein
 from dps_exp.physics import LinearPhysics, Noise, RandomInpainting
-from dps_exp.posterior import dense_operator, exact_posterior, prior_mixture
-from dps_exp.posterior_metrics import coverage, posterior_metrics, sliced_wasserstein
 
 
 class Matrix(LinearPhysics):

@@ -11,8 +11,8 @@ from PIL import Image
 from dps_exp.config import resolve
 from dps_exp.denoisers import StationaryGaussian
 from dps_exp.errors import ConfigError
-from dps_exp.experiment import Run
 from dps_exp.physics import Noise, RandomInpainting
+from dps_exp.run.experiment import Run
 from dps_exp.samplers.dps import DPS
 from tests.helpers import cli, compose
 
@@ -130,7 +130,7 @@ def test_resume_true_continues_the_newest_run_with_the_same_overrides(tmp_path):
      (["x=1"], False), (["resume=yes"], False), (["bad=[unclosed"], False)],
 )  # fmt: skip
 def test_resume_flag_spellings(overrides, wanted):
-    from dps_exp.resume import resume_requested
+    from dps_exp.run.resume import resume_requested
 
     assert resume_requested(overrides) is wanted
 
@@ -293,7 +293,7 @@ def test_a_sweep_resumes_only_a_sweep_of_the_same_config_params(tmp_path):
     """`hydra.sweeper.params` given on the command line is part of what a sweep is, for resume=true."""
     from omegaconf import OmegaConf
 
-    from dps_exp.resume import previous_dir
+    from dps_exp.run.resume import previous_dir
 
     params = 'hydra.sweeper.params={sampler.eta:"0,1"}'
     (tmp_path / "day/a").mkdir(parents=True)
@@ -307,7 +307,7 @@ def test_a_sweep_resumes_only_a_sweep_of_the_same_config_params(tmp_path):
 @pytest.mark.parametrize("status, exit_code", [("complete", 0), ("interrupted", 1), ("failed", 1)])
 def test_the_wandb_summary_holds_the_runs_status_and_counts(status, exit_code):
     """A run stopped or with diverged images must not look like a clean one in W&B."""
-    from dps_exp.tracking import WandbLogger
+    from dps_exp.run.tracking import WandbLogger
 
     class FakeRun:
         summary: dict = {}
@@ -338,7 +338,7 @@ def test_diverged_results_are_said_on_the_console(tmp_path):
 
 def test_wandb_mode_dryrun_from_the_environment_runs_offline(monkeypatch):
     from dps_exp.config import build
-    from dps_exp.experiment import validate
+    from dps_exp.run.experiment import validate
 
     monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's older name for offline, still accepted by wandb
     spec = resolve(compose(["logger=wandb"]))

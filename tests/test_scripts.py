@@ -14,14 +14,20 @@ import pytest
 
 from tests.helpers import ROOT
 
-ARGPARSE_SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*.py") if "argparse.ArgumentParser" in p.read_text())
+PACKAGE_COMMANDS = [
+    ROOT / "dps_exp" / "analysis" / f"{name}.py" for name in ("make_table", "sweep_report", "merge_runs")
+]
+ARGPARSE_SCRIPTS = sorted(
+    p for p in [*(ROOT / "scripts").glob("*.py"), *PACKAGE_COMMANDS] if "argparse.ArgumentParser" in p.read_text()
+)
 
 
 @pytest.mark.parametrize("script", ARGPARSE_SCRIPTS, ids=lambda p: p.name)
 def test_help_shows_the_whole_first_paragraph_of_the_docstring(script, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    main = runpy.run_path(str(script))["main"]
     with pytest.raises(SystemExit) as done:
-        runpy.run_path(str(script), run_name="__main__")
+        main()
     assert done.value.code == 0
     first = ast.get_docstring(ast.parse(script.read_text())).split("\n\n")[0]
     assert " ".join(first.split()) in " ".join(capsys.readouterr().out.split())  # argparse may rewrap it

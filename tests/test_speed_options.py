@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dps_exp.devices import layout_advice
 from dps_exp.physics import RandomInpainting
+from dps_exp.run.devices import layout_advice
 from dps_exp.samplers.dps import DPS, guidance
 from tests.conftest import TinyADM, tiny_adm_state
 

@@ -236,10 +236,8 @@ def test_shards_merge_into_the_unsharded_run(tmp_path):
 
 
 def merge_cli(*args) -> None:
-    """scripts/merge_runs.py ARGS in-process (its errors are SystemExit)."""
-    if str(ROOT / "scripts") not in sys.path:
-        sys.path.insert(0, str(ROOT / "scripts"))
-    import merge_runs
+    """dps-merge ARGS in-process (its errors are SystemExit)."""
+    from dps_exp.analysis import merge_runs
 
     merge_runs.main([str(a) for a in args])
 
@@ -318,7 +316,7 @@ def test_merge_warns_when_the_shards_are_not_one_whole_set(tmp_path, capsys, sha
 
 
 def test_each_parallel_job_claims_its_own_gpu(tmp_path, monkeypatch):
-    from dps_exp import devices
+    from dps_exp.run import devices
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     first, claim0 = devices.claim_gpu(tmp_path)
@@ -336,8 +334,8 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
     from unittest import mock
 
     from dps_exp.config import resolve
-    from dps_exp.experiment import Run
-    from dps_exp.tracking import Logger
+    from dps_exp.run.experiment import Run
+    from dps_exp.run.tracking import Logger
     from tests.helpers import compose
 
     seen = []
@@ -348,8 +346,8 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
 
 def test_a_packed_points_config_file_keeps_the_configs_interpolations(tmp_path):
     """Hydra saves a job's config unresolved (`mode: ${oc.env:WANDB_MODE,offline}`); a packed point's too."""
-    from dps_exp.points import Point
-    from dps_exp.tracking import Logger, Recorder
+    from dps_exp.run.points import Point
+    from dps_exp.run.tracking import Logger, Recorder
     from tests.helpers import compose
 
     task = compose([*FAST, "logger=wandb", "sampler.eta=[0.5,1]", "sweep_jobs=[3,4]"])
@@ -366,9 +364,9 @@ def test_points_listed_in_one_run_are_one_wandb_group_and_resuming_keeps_their_n
     from unittest import mock
 
     from dps_exp.config import resolve
-    from dps_exp.experiment import Run
-    from dps_exp.points import sweep_group
-    from dps_exp.tracking import Logger
+    from dps_exp.run.experiment import Run
+    from dps_exp.run.points import sweep_group
+    from dps_exp.run.tracking import Logger
     from tests.helpers import compose
 
     started = []
@@ -425,7 +423,7 @@ def test_a_job_that_already_lists_points_is_not_packed_with_others(tmp_path, lis
 
 def test_nested_per_sample_lists_are_refused():
     from dps_exp.errors import ConfigError
-    from dps_exp.experiment import validate
+    from dps_exp.run.experiment import validate
     from tests.helpers import compose
 
     with pytest.raises(ConfigError, match="sampler.eta=.*must hold one value per point, not lists"):
@@ -447,9 +445,8 @@ def test_a_signal_while_summaries_are_written_waits_for_them(tmp_path):
 def test_sweep_report_keeps_every_varying_key_apart():
     """A key that only some runs have (a sweep over operators) varies; runs are named by their path in the sweep;
     keys other than x and panel (steps here) split the plot's lines as the series does."""
-    import importlib.util
 
-    from dps_exp.report import table
+    from dps_exp.analysis.report import table
 
     def run(path, **params):
         return {"dir": f"/s/{path}", "params": params, "rows": [], "metrics": {}, "summary": {}}
@@ -460,9 +457,8 @@ def test_sweep_report_keeps_every_varying_key_apart():
     columns, rows = table(runs)
     assert columns[:4] == ["run", "physics.mask", "sampler.eta", "sampler.steps"] and "physics.factor" in columns
     assert [r[0] for r in rows] == ["0/point-0", "0/point-1", "1/point-0"]
-    spec = importlib.util.spec_from_file_location("sweep_report", ROOT / "scripts" / "sweep_report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    from dps_exp.analysis import sweep_report as report
+
     keys = report.series_keys(runs, "sampler.step_size", "sampler.eta", "physics.mask")
     assert keys == ["sampler.eta", "sampler.steps", "physics.factor"]
 
@@ -470,7 +466,7 @@ def test_sweep_report_keeps_every_varying_key_apart():
 def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
     import importlib.util
 
-    from dps_exp.run import missing_plugin
+    from dps_exp.run.cli import missing_plugin
 
     assert missing_plugin(["-m", "hydra/launcher=gpus", "sampler.eta=0,1"]) is None  # installed here (dev extra)
     real = importlib.util.find_spec
@@ -481,7 +477,7 @@ def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
 
 
 def test_a_shared_part_of_the_experiments_is_not_run_as_a_task():
-    from dps_exp.run import shared_part
+    from dps_exp.run.cli import shared_part
 
     assert shared_part(["experiment=paper/ffhq_sr4"]) is None
     assert shared_part(["-m", "experiment=paper/ffhq_sr4,paper/_protocol"]) == (

@@ -16,8 +16,8 @@ from PIL import Image
 
 from dps_exp.config import build, check_node, resolve
 from dps_exp.denoisers.trained import TrainedADM
+from dps_exp.denoisers.weights import CheckpointError
 from dps_exp.errors import UserError
-from dps_exp.weights import CheckpointError
 from tests.helpers import ROOT, compose
 
 TINY = [

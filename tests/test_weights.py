@@ -15,7 +15,7 @@ import torch
 from dps_exp.denoisers import adm
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet
 from dps_exp.denoisers.pretrained import PretrainedADM
-from dps_exp.weights import CheckpointError, hub_file, load_state_dict, local_file
+from dps_exp.denoisers.weights import CheckpointError, hub_file, load_state_dict, local_file
 from tests.helpers import cli
 
 REPO, FILE, COMMIT = "deepinv/diffunet", "diffusion_ffhq_10m.pt", "0123456789abcdef0123456789abcdef01234567"

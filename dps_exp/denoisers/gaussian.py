@@ -71,7 +71,7 @@ class StationaryGaussian(Denoiser):
 
     def mixture(self, shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         """The prior as a one-component mixture (weights (1,), means (1, d), covariances (1, d, d)), float64,
-        for images of `shape` (C, H, W), d = C·H·W; for the exact posterior (dps_exp.posterior).
+        for images of `shape` (C, H, W), d = C·H·W; for the exact posterior (dps_exp.denoisers.exact).
 
         Σ = Σ_c ⊗ K with K[p, q] = k((p − q) mod grid), k = F⁻¹P the circulant's first row.
         """

@@ -88,7 +88,7 @@ class GaussianMixture(Denoiser):
 
     def mixture(self, shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         """The prior as (weights (K,), means (K, d), covariances (K, d, d)), float64, for images of `shape`
-        (C, H, W); the exact-posterior code (dps_exp.posterior) takes any prior that has this method."""
+        (C, H, W); the exact-posterior code (dps_exp.denoisers.exact) takes any prior that has this method."""
         if tuple(shape) != self.shape:
             raise ConfigError(f"the GMM prior is defined on images {self.shape}, not {tuple(shape)}")
         cov = self.U @ (self.lam.unsqueeze(-1) * self.U.mT)

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
 from dps_exp.denoisers.base import Denoiser
+from dps_exp.denoisers.weights import Checkpoint, CheckpointError, hub_file, load_state_dict, local_file
 from dps_exp.schedule import Schedule
-from dps_exp.weights import Checkpoint, CheckpointError, hub_file, load_state_dict, local_file
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dps_exp import ASSETS
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.denoisers.pretrained import build_network
+from dps_exp.denoisers.weights import Checkpoint, CheckpointError, file_sha256
 from dps_exp.errors import ConfigError
 from dps_exp.schedule import LinearSchedule, Schedule
-from dps_exp.weights import Checkpoint, CheckpointError, file_sha256
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def locate(weights: str) -> tuple[Path, Path]:

@@ -71,7 +71,7 @@ class DPS:
     DDPM-like). `variance=learned`: the official code's ancestral DDPM step with the network's learned
     variance over guided-diffusion's respaced timesteps (exactly `steps` of them; the paper runs 1000).
     η and ζ (`step_size`) may be (B,) tensors: one value per sample. `samples` draws per measurement are
-    batched by the Run (dps_exp/draws.py).
+    batched by the Run (dps_exp/run/draws.py).
     """
 
     def __init__(

@@ -18,7 +18,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from dps_exp.config import Range
-from dps_exp.data import EXTENSIONS
+from dps_exp.data.images import EXTENSIONS
 from dps_exp.errors import DataError
 
 

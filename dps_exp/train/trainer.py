@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from dps_exp.config import Range
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet, count_parameters
+from dps_exp.denoisers.weights import file_sha256
 from dps_exp.errors import ConfigError, UserError
+from dps_exp.run.tracking import signals_held
 from dps_exp.schedule import LinearSchedule
-from dps_exp.tracking import signals_held
 from dps_exp.train.crops import PhotoCrops
-from dps_exp.weights import file_sha256
 
 log = logging.getLogger(__name__)
 CHECKPOINT, LOSSES = "checkpoint.pt", "loss.csv"

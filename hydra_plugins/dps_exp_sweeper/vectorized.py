@@ -56,8 +56,8 @@ class VectorizedSweeper(BasicSweeper):
         """The keys that may differ per sample in this job's composed config, and whether one of them already
         holds a list there (an experiment's `seed: [0, 1, 2, 3]`, a hand-written `sampler.eta=[0,1]`)."""
         from dps_exp.config import per_sample_keys
-        from dps_exp.experiment import GROUPS
-        from dps_exp.points import get_dotted
+        from dps_exp.run.experiment import GROUPS
+        from dps_exp.run.points import get_dotted
 
         spec = self.compose(job)
         keys = {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
@@ -108,7 +108,7 @@ class VectorizedSweeper(BasicSweeper):
         import sys
 
         from dps_exp.errors import ConfigError
-        from dps_exp.experiment import validate
+        from dps_exp.run.experiment import validate
 
         def check(job: list[str]) -> ConfigError | None:
             try:
@@ -127,7 +127,7 @@ class VectorizedSweeper(BasicSweeper):
             sys.exit(2)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from dps_exp.resume import previous_dir, sweep_overrides
+        from dps_exp.run.resume import previous_dir, sweep_overrides
 
         jobs = self.expand(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)

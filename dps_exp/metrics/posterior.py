@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dps_exp.posterior import Mixture
+from dps_exp.denoisers.exact import Mixture
 
 
 def random_directions(n: int, d: int, generator: torch.Generator | None) -> Tensor:

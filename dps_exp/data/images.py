@@ -11,10 +11,10 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
+from dps_exp import ASSETS
 from dps_exp.config import Range
 from dps_exp.errors import ConfigError, DataError
 
-ASSETS = Path(__file__).parent / "assets"
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 SAMPLE_ORDER = ("face.png", "cat.png", "coffee.png", "rocket.png")
 

@@ -1,6 +1,6 @@
 """The paper's validation sets: the first 1000 FFHQ images and an ImageNet file list.
 
-Both are `Images` (dps_exp/data.py): an ordered list of files, loaded as (3, size, size) tensors in [0, 1]
+Both are `Images` (dps_exp/data/images.py): an ordered list of files, loaded as (3, size, size) tensors in [0, 1]
 (centre-cropped to a square, resized with antialiasing). An image's index is its position in the whole
 validation list, so seeds and shards do not change with `first`, `limit` or batching.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from dps_exp.config import Range
-from dps_exp.data import EXTENSIONS, Images
+from dps_exp.data.images import EXTENSIONS, Images
 from dps_exp.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from dps_exp.report import shard_gap
+from dps_exp.analysis.report import shard_gap
 
 VALUES = Path(__file__).with_name("paper_values.yaml")
 DATA_CLASSES = {"FFHQVal": "ffhq", "ImageNetVal": "imagenet"}
@@ -281,7 +281,7 @@ def row_label(task_label: str, keys: Mapping[str, str], setting: tuple, varying:
 
 
 def build(runs: Sequence[Mapping], dataset: str, values: Mapping, fid: FidFn | None = None) -> Table:
-    """The table of `dataset` from collected runs (`dps_exp.report.collect`): a row for every task the paper
+    """The table of `dataset` from collected runs (`dps_exp.analysis.report.collect`): a row for every task the paper
     reports for it and any other task run on it; a task run with several settings (e.g. the official code's
     and the paper's step-size convention, several η, another noise level) gets a row per setting. `fid` recomputes FID
     where no run recorded it (None: leave it blank)."""

@@ -16,8 +16,8 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchvision.io import ImageReadMode, decode_image
 
-from dps_exp.backbones import ensure_backbone
-from dps_exp.weights import file_sha256
+from dps_exp.denoisers.weights import file_sha256
+from dps_exp.metrics.backbones import ensure_backbone
 
 MetricName = Literal["psnr", "ssim", "lpips", "fid"]
 BACKBONES = {"lpips": None, "fid": "inception"}  # None: the configured LPIPS network
@@ -46,7 +46,7 @@ class Metrics:
     `names`: psnr, ssim and lpips are scored per image by `__call__` ({name: (B,)}); fid is scored over a
     whole set by `fid`. `lpips_net`: LPIPS's backbone, `vgg` (the DPS evaluation) or `alex` (LPIPS's own
     default). `fid_features`: the Inception layer FID compares, 2048 (the standard, the paper's) or a smaller
-    one. Backbone weights come from the torch hub cache (`dps_exp.backbones`); `check` fetches them up front.
+    one. Backbone weights come from the torch hub cache (`dps_exp.metrics.backbones`); `check` fetches them up front.
     """
 
     def __init__(

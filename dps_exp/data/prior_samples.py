@@ -1,7 +1,7 @@
 """Exact-posterior test beds: ground-truth images drawn from the prior itself (`data=prior_samples`).
 
 With x0 drawn from the prior, x0 is also a draw from the exact posterior given its own measurement, which is
-what makes coverage (dps_exp.posterior_metrics) meaningful, and the prior is the model DPS is given, so any gap
+what makes coverage (dps_exp.metrics.posterior) meaningful, and the prior is the model DPS is given, so any gap
 to the exact posterior is the sampler's own.
 """
 
@@ -16,9 +16,9 @@ from torch import Tensor
 
 from dps_exp import batch
 from dps_exp.config import Range, build, target_of
-from dps_exp.data import Item
+from dps_exp.data.images import Item
+from dps_exp.denoisers.exact import prior_mixture
 from dps_exp.errors import DataError
-from dps_exp.posterior import prior_mixture
 from dps_exp.schedule import LinearSchedule
 
 

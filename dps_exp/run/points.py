@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dps_exp.errors import ConfigError
-from dps_exp.tracking import Logger, Recorder
+from dps_exp.run.tracking import Logger, Recorder
 
 
 def canonical(value: Any) -> Any:

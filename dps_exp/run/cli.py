@@ -6,6 +6,7 @@ the launcher records it as failed and the sweep (or study) goes on.
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import logging
 import math
@@ -22,20 +23,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dps_exp.errors import UserError
-from dps_exp.resume import previous_dir, resume_requested, without_resume
+from dps_exp.run.resume import previous_dir, resume_requested, without_resume
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_MODULE = "dps_exp.conf"
+CONF_DIR = Path(str(importlib.resources.files(CONF_MODULE)))
+"""The config tree: conf/ at the repository root, installed as the package dps_exp.conf (editable or wheel)."""
 log = logging.getLogger("dps_exp")
 
 
 def compose(overrides: Sequence[str] = ()) -> dict:
     """The resolved config these overrides give, composed from conf/ as the command line would (for scripts)."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
     from dps_exp.config import resolve
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
         return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
@@ -52,19 +55,19 @@ def exit_as_signalled(err: KeyboardInterrupt) -> NoReturn:
     sys.exit(128 + (err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT))
 
 
-def _stop(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
+def stop_on_signal(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
     raise KeyboardInterrupt(signum)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> float:
     # torch and the rest load here, not at the top: a Ctrl-C while they load ends like any other (exit 130)
-    from dps_exp.experiment import Run
-    from dps_exp.points import PointLogs
+    from dps_exp.run.experiment import Run
+    from dps_exp.run.points import PointLogs
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     with PointLogs() as point_logs:
         try:
             run = Run.from_config(
@@ -155,12 +158,13 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
     return [*argv, f"hydra.run.dir={previous}"]
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """`python -m dps_exp.run` and the `dps-run` console script."""
     if problem := missing_plugin(sys.argv[1:]) or shared_part(sys.argv[1:]):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]
-    signal.signal(signal.SIGTERM, _stop)  # also between a sweep's jobs, and in a launcher's parent process
+    signal.signal(signal.SIGTERM, stop_on_signal)  # also between a sweep's jobs, and in a launcher's parent process
     try:
         main()
     except KeyboardInterrupt as err:  # outside a job (between jobs, in a launcher)

@@ -20,14 +20,15 @@ from tqdm.auto import tqdm
 
 import dps_exp
 from dps_exp import batch
+from dps_exp.analysis.report import fid_from_disk
 from dps_exp.config import PER_SAMPLE, Range, build, check_node, per_sample_keys, resolve, target_of
-from dps_exp.data import Images, Item
+from dps_exp.data.images import Images, Item
 from dps_exp.denoisers.base import Denoiser
-from dps_exp.devices import layout_advice, resolve_device
-from dps_exp.draws import Draw, ExactPosteriors, Unit, sampler_stream, set_scores
 from dps_exp.errors import ConfigError, DataError
-from dps_exp.metrics import Metrics
-from dps_exp.points import (
+from dps_exp.metrics.image import Metrics
+from dps_exp.run.devices import layout_advice, resolve_device
+from dps_exp.run.draws import Draw, ExactPosteriors, Unit, sampler_stream, set_scores
+from dps_exp.run.points import (
     Point,
     differences,
     dirname,
@@ -40,10 +41,9 @@ from dps_exp.points import (
     sweep_group,
     with_values,
 )
-from dps_exp.report import fid_from_disk
-from dps_exp.resume import without_resume
+from dps_exp.run.resume import without_resume
+from dps_exp.run.tracking import Recorder, aggregate, counts, signals_held
 from dps_exp.schedule import Schedule
-from dps_exp.tracking import Recorder, aggregate, counts, signals_held
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from torch import Tensor
 
-from dps_exp.data import load_image
+from dps_exp.data.images import load_image
 from dps_exp.errors import UserError
-from dps_exp.metrics import Metrics
-from dps_exp.tracking import RESULTS, SUMMARY, aggregate, read_results
+from dps_exp.metrics.image import Metrics
+from dps_exp.run.tracking import RESULTS, SUMMARY, aggregate, read_results
 
 
 def run_dirs(root: Path) -> list[Path]:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dps_exp.denoisers.exact import Mixture, exact_posterior
 from dps_exp.errors import ConfigError
+from dps_exp.metrics.posterior import posterior_metrics
 from dps_exp.physics.base import LinearPhysics, Physics
-from dps_exp.posterior import Mixture, exact_posterior
-from dps_exp.posterior_metrics import posterior_metrics
 
 log = logging.getLogger(__name__)
 
