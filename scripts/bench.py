@@ -113,7 +113,7 @@ def our_steps(prior, schedule, batch: int, size: int, steps: int, device: str) -
 
 def run_one(cfg: dict) -> dict:
     """Time one configuration in this process."""
-    from dps_exp.denoisers.base import Denoiser
+    from dps_exp.denoisers.base import NetworkDenoiser
     from dps_exp.schedule import LinearSchedule
 
     device, batch, size, steps = cfg["device"], cfg["batch"], cfg["size"], cfg["steps"]
@@ -128,17 +128,10 @@ def run_one(cfg: dict) -> dict:
     else:
         schedule = LinearSchedule().to(device)
 
-        class Prior(Denoiser):
+        class Prior(NetworkDenoiser):
             learned_variance = True
 
-            def __init__(self):
-                super().__init__(schedule)
-                self.net = net
-
-            def network(self, x_t, t):
-                return self.net(x_t, t)
-
-        prior = Prior().to(device).eval().requires_grad_(False)
+        prior = Prior(schedule, net).to(device).eval().requires_grad_(False)
         prior.accelerate(cfg["precision"], cfg["compile"], cfg["channels_last"])
 
         def go(n):

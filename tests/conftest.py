@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet
-from dps_exp.denoisers.base import Denoiser
+from dps_exp.denoisers.base import NetworkDenoiser
 from dps_exp.schedule import LinearSchedule
 
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -24,19 +24,26 @@ def _seeded_global_rng():
     torch.manual_seed(0)
 
 
-class TinyEps(Denoiser):
-    """A small random-weight ε-network with a timestep embedding: enough to exercise every code path."""
+class TinyNet(nn.Module):
+    """A small ε-network with a timestep embedding."""
 
-    def __init__(self, schedule, channels: int = 3, width: int = 16, seed: int = 0):
-        super().__init__(schedule)
-        torch.manual_seed(seed)
+    def __init__(self, channels: int, width: int):
+        super().__init__()
         self.inp = nn.Conv2d(channels, width, 3, padding=1)
         self.emb = nn.Linear(1, width)
         self.out = nn.Conv2d(width, channels, 3, padding=1)
 
-    def network(self, x_t, t):
+    def forward(self, x_t, t):
         h = self.inp(x_t) + self.emb(t.float().view(-1, 1) / 1000.0)[:, :, None, None]
         return self.out(torch.tanh(h))
+
+
+class TinyEps(NetworkDenoiser):
+    """A small random-weight ε-network with a timestep embedding: enough to exercise every code path."""
+
+    def __init__(self, schedule, channels: int = 3, width: int = 16, seed: int = 0):
+        torch.manual_seed(seed)
+        super().__init__(schedule, TinyNet(channels, width))
 
 
 TINY_ADM = ADMConfig(
@@ -44,19 +51,16 @@ TINY_ADM = ADMConfig(
 )
 
 
-class TinyADM(Denoiser):
+class TinyADM(NetworkDenoiser):
     """The ADM UNet (GroupNorm, attention, learned variance) at a size that runs a step in milliseconds."""
 
     learned_variance = True
 
     def __init__(self, schedule, state):
-        super().__init__(schedule)
-        self.net = ADMUNet(TINY_ADM)
-        self.net.load_state_dict(state)
+        net = ADMUNet(TINY_ADM)
+        net.load_state_dict(state)
+        super().__init__(schedule, net, net.size_multiple)
         self.eval().requires_grad_(False)
-
-    def network(self, x_t, t):
-        return self.net(x_t, t)
 
 
 def tiny_adm_state() -> dict:

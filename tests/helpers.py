@@ -40,7 +40,7 @@ def signal_after(calls: int, signum: int, method: str = "append") -> str:
     `write_summary`: a summary did): a signal at a fixed point, whatever the machine's speed."""
     return f"""
 import os, runpy, sys
-from dps_exp.run.tracking import Recorder
+from dps_exp.run.recorder import Recorder
 real, calls = Recorder.{method}, []
 def then_signal(self, *args):
     real(self, *args)

@@ -307,7 +307,7 @@ def test_a_sweep_resumes_only_a_sweep_of_the_same_config_params(tmp_path):
 @pytest.mark.parametrize("status, exit_code", [("complete", 0), ("interrupted", 1), ("failed", 1)])
 def test_the_wandb_summary_holds_the_runs_status_and_counts(status, exit_code):
     """A run stopped or with diverged images must not look like a clean one in W&B."""
-    from dps_exp.run.tracking import WandbLogger
+    from dps_exp.run.loggers import WandbLogger
 
     class FakeRun:
         summary: dict = {}

@@ -335,7 +335,7 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
 
     from dps_exp.config import resolve
     from dps_exp.run.experiment import Run
-    from dps_exp.run.tracking import Logger
+    from dps_exp.run.loggers import Logger
     from tests.helpers import compose
 
     seen = []
@@ -346,8 +346,9 @@ def test_each_packed_point_logs_its_own_config(tmp_path):
 
 def test_a_packed_points_config_file_keeps_the_configs_interpolations(tmp_path):
     """Hydra saves a job's config unresolved (`mode: ${oc.env:WANDB_MODE,offline}`); a packed point's too."""
+    from dps_exp.run.loggers import Logger
     from dps_exp.run.points import Point
-    from dps_exp.run.tracking import Logger, Recorder
+    from dps_exp.run.recorder import Recorder
     from tests.helpers import compose
 
     task = compose([*FAST, "logger=wandb", "sampler.eta=[0.5,1]", "sweep_jobs=[3,4]"])
@@ -365,8 +366,8 @@ def test_points_listed_in_one_run_are_one_wandb_group_and_resuming_keeps_their_n
 
     from dps_exp.config import resolve
     from dps_exp.run.experiment import Run
+    from dps_exp.run.loggers import Logger
     from dps_exp.run.points import sweep_group
-    from dps_exp.run.tracking import Logger
     from tests.helpers import compose
 
     started = []

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from dps_exp.analysis.report import fid_from_disk, run_dirs, shard_gap
+from dps_exp.analysis.report import run_dirs, set_scores_from_disk, shard_gap
 from dps_exp.run.points import canonical, point_id
-from dps_exp.run.tracking import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
+from dps_exp.run.recorder import RESULTS, SUMMARY, aggregate, counts, read_results, write_json
 
 
 def check_inputs(dirs: Sequence[Path], out: Path) -> None:
@@ -53,20 +53,36 @@ def recorded_config(d: Path) -> dict:
     return summary.get("config") or (yaml.safe_load(hydra.read_text()) if hydra.exists() else {})
 
 
+def setting_difference(rows: Sequence[dict]) -> str | None:
+    """`key = a and b` for the first recorded setting (precision, compile, device, the metrics scored, …) in
+    which the rows differ, or None."""
+    recorded = [r["settings"] for r in rows if isinstance(r.get("settings"), dict)]
+    for key in dict.fromkeys(k for s in recorded for k in s):
+        values = list(dict.fromkeys(json.dumps(s.get(key)) for s in recorded))
+        if len(values) > 1:
+            return f"{key} = {values[0]} and {values[1]}"
+    return None
+
+
 def merge(dirs: list[Path], out: Path) -> dict:
-    rows, seen, config_ids, points = [], set(), set(), {}
+    rows, kept, config_ids, points = [], {}, set(), {}
     for d in dirs:
         for row in read_results(d / RESULTS):
             config_ids.add(row.get("config_id"))
             points.setdefault(point_id(row.get("point", {})), row.get("point", {}))
-            if row["key"] in seen:
-                continue
-            seen.add(row["key"])
-            for field in ("image", "reconstruction", "operator"):
-                if row.get(field):
-                    row[field] = str((d / row[field]).resolve())
             rows.append(row)
+            if row["key"] in kept:  # the same image and point in two runs (a shard beside its merge)
+                first = kept[row["key"]]
+                if (first.get("status"), first.get("metrics")) != (row.get("status"), row.get("metrics")):
+                    raise SystemExit(
+                        f"error: {row['key']} is in two runs with different results ({first['dir']} and {d}); "
+                        "not merging"
+                    )
+                continue
+            kept[row["key"]] = row | {"dir": str(d)}
     if len(config_ids) > 1:
+        if differ := setting_difference(rows):
+            raise SystemExit(f"error: the runs were made with different settings ({differ}); not merging")
         raise SystemExit(f"error: the runs hold different configurations ({sorted(map(str, config_ids))}); not merging")
     if len(points) > 1:
         a, b = list(points.values())[:2]
@@ -77,11 +93,18 @@ def merge(dirs: list[Path], out: Path) -> dict:
     configs = [recorded_config(d) for d in dirs]
     if gap := shard_gap(configs):
         print(f"warning: {gap}", file=sys.stderr)
+    rows = []
+    for row in kept.values():
+        d = Path(row.pop("dir"))
+        for field in ("image", "reconstruction", "operator"):
+            if row.get(field):
+                row[field] = str((d / row[field]).resolve())
+        rows.append(row)
     rows.sort(key=lambda r: (r["index"], r["key"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = configs[0]
-    whole_set = {"fid": fid_from_disk(rows, config)} if "fid" in config.get("metrics", {}).get("names", []) else {}
+    whole_set = set_scores_from_disk(rows, config)
     summary = {
         "status": "merged",
         **counts(rows),
@@ -100,10 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_inputs(args.runs, args.out)
     summary = merge(args.runs, args.out)
-    scores = [f"{m} {a['mean']:.4g} ± {a['std']:.2g}" for m, a in summary["metrics"].items() if "mean" in a]
-    if "fid" in summary["metrics"]:
-        fid = summary["metrics"]["fid"]
-        scores.append(
-            f"FID {fid['value']:.4g} over {fid['n']}" if fid["value"] is not None else f"no FID: {fid['reason']}"
-        )
+    scores = []
+    for name, score in summary["metrics"].items():
+        if "mean" in score:  # a per-image metric
+            scores.append(f"{name} {score['mean']:.4g} ± {score['std']:.2g}")
+        else:  # a set-level one
+            value = score["value"]
+            scores.append(f"{name} {value:.4g} over {score['n']}" if value is not None else f"no {name}: {score['reason']}")
     print(f"{summary['rows']} rows from {len(args.runs)} runs into {args.out}: " + ", ".join(scores))

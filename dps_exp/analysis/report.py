@@ -16,7 +16,7 @@ from torch import Tensor
 from dps_exp.data.images import load_image
 from dps_exp.errors import UserError
 from dps_exp.metrics.image import Metrics
-from dps_exp.run.tracking import RESULTS, SUMMARY, aggregate, read_results
+from dps_exp.run.recorder import RESULTS, SUMMARY, aggregate, read_results
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -39,28 +39,45 @@ def collect(dirs: Iterable[Path]) -> list[dict]:
     return runs
 
 
-def fid_from_disk(
-    rows: Sequence[Mapping], config: Mapping, device: str = "cpu", truth: Callable[[Mapping], Tensor] | None = None
-) -> dict:
-    """FID over the ok rows of runs with the recorded `config` (its data size, its FID features), from their
-    saved reconstructions (`reconstruction`, relative to the row's `dir` or absolute) and the ground truth:
-    `truth(row)`, by default the row's `source` read at the data size. What stops it (missing weights or
-    files) becomes the result's `reason`."""
+def set_scores_from_disk(
+    rows: Sequence[Mapping],
+    config: Mapping,
+    device: str = "cpu",
+    truth: Callable[[Mapping], Tensor] | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, dict]:
+    """The set-level metrics (`names`, by default those of the recorded `config`'s metrics: FID) over the ok
+    rows of runs with that config (its data size, its metrics' settings), from their saved reconstructions
+    (`reconstruction`, relative to the row's `dir` or absolute) and the ground truth: `truth(row)`, by default
+    the row's `source` read at the data size. What stops one (missing weights or files) becomes its `reason`."""
+    node = {k: v for k, v in config.get("metrics", {}).items() if k != "_target_"}
+    metrics = Metrics(**node)
+    names = metrics.set_level if names is None else list(names)
     ok = [r for r in rows if r.get("status") == "ok"]
-    if not all(r.get("reconstruction") for r in ok):
-        return {"value": None, "n": len(ok), "reason": "the results record no reconstruction images"}
-    paths = [Path(r.get("dir", ".")) / r["reconstruction"] for r in ok]
+    paths = [Path(r.get("dir", ".")) / r["reconstruction"] for r in ok if r.get("reconstruction")]
     missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
+    if len(paths) < len(ok):
+        reason = "the results record no reconstruction images"
+    elif missing:
         reason = f"{len(missing)} of {len(ok)} reconstructions are not on disk (e.g. {missing[0]})"
-        return {"value": None, "n": len(ok), "reason": reason}
+    else:
+        reason = None
     size = config["data"]["size"]
     truth = truth or (lambda row: load_image(Path(row["source"]), size))
-    metrics = Metrics(["fid"], fid_features=config.get("metrics", {}).get("fid_features", 2048))
-    try:
-        return metrics.fid([(p, partial(truth, r)) for p, r in zip(paths, ok, strict=True)], device)
-    except UserError as err:  # missing Inception weights, a moved source image
-        return {"value": None, "n": len(ok), "reason": str(err)}
+    pairs = [(p, partial(truth, r)) for p, r in zip(paths, ok, strict=True)] if reason is None else []
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = metrics.over_set(name, pairs, device) if reason is None else None
+        except UserError as err:  # missing backbone weights, a moved source image
+            scores[name] = {"value": None, "n": len(ok), "reason": str(err)}
+        scores[name] = scores[name] or {"value": None, "n": len(ok), "reason": reason}
+    return scores
+
+
+def fid_from_disk(rows: Sequence[Mapping], config: Mapping, device: str = "cpu") -> dict:
+    """FID alone (the paper's tables have an FID column), as `set_scores_from_disk` scores it."""
+    return set_scores_from_disk(rows, config, device, names=["fid"])["fid"]
 
 
 def varying(runs: Sequence[Mapping]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -13,18 +12,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from dps_exp import ASSETS
 from dps_exp.config import Range
+from dps_exp.data.base import DataSource, Item
 from dps_exp.errors import ConfigError, DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 SAMPLE_ORDER = ("face.png", "cat.png", "coffee.png", "rocket.png")
-
-
-@dataclass(frozen=True)
-class Item:
-    index: int
-    """Position in the (unsharded) list; seeds derive from it, so it never changes with batching."""
-    source: str
-    """The file the image comes from."""
 
 
 def load_image(path: Path, size: int) -> Tensor:
@@ -42,7 +34,7 @@ def load_image(path: Path, size: int) -> Tensor:
     return img.clamp(0.0, 1.0)
 
 
-class Images:
+class Images(DataSource):
     """A fixed, ordered list of image files. `limit` keeps the first N; `batch_size` bounds how many
     samples (images × sweep points) go through the sampler together; `shard`/`num_shards` keep every
     num_shards-th image from `shard` on (indices, hence seeds, stay those of the whole list). `start` is the

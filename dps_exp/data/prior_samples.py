@@ -16,13 +16,13 @@ from torch import Tensor
 
 from dps_exp import batch
 from dps_exp.config import Range, build, target_of
-from dps_exp.data.images import Item
-from dps_exp.denoisers.exact import prior_mixture
+from dps_exp.data.base import DataSource, Item
+from dps_exp.denoisers.exact import ExactPrior, prior_mixture
 from dps_exp.errors import DataError
 from dps_exp.schedule import LinearSchedule
 
 
-class PriorSamples:
+class PriorSamples(DataSource):
     """`count` images drawn from the prior configured as `prior` (the denoiser's node, `${denoiser}`; built
     here without weights: only priors with an exact posterior, `gmm` and `gaussian`, are allowed). Image i
     is drawn from its own stream, seeded by (`seed`, i), so it does not depend on `count` or `limit`.
@@ -41,15 +41,15 @@ class PriorSamples:
         limit: Annotated[int, Range(1, None)] | None = None,
     ):
         node = OmegaConf.to_container(prior, resolve=True) if isinstance(prior, DictConfig) else dict(prior)
-        if not hasattr(target_of(node), "mixture"):
+        if not issubclass(target_of(node), ExactPrior):
             raise DataError(
                 f"data=prior_samples needs a prior with an exact posterior (denoiser=gmm or "
                 f"gaussian), not {node['_target_']}"
             )
         self.prior = build(node, schedule=LinearSchedule())  # its samples are clean images: no schedule is used
-        channels = self.prior.shape[0] if hasattr(self.prior, "shape") else self.prior.mean.shape[1]
+        channels = self.prior.channels
         shape = (channels, size, size)
-        if getattr(self.prior, "shape", shape) != shape:
+        if self.prior.shape not in (None, shape):
             raise DataError(f"data.size={size} does not fit the prior's images {self.prior.shape}")
         self.mixture = prior_mixture(self.prior, shape)
         self.count = min(count, limit) if limit else count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -25,14 +26,23 @@ class Prediction:
 
 
 class Denoiser(nn.Module):
-    """An ε-prediction diffusion prior. Subclasses implement `network` (raw output: ε, or ε and v stacked
-    on channels when `learned_variance`) or, for closed-form priors, override `forward`.
+    """An ε-prediction diffusion prior, called with integer timesteps. Closed-form priors (the Gaussian, the
+    GMM) implement `forward`; neural ones are `NetworkDenoiser`s.
 
     The ε ↔ x̂0 conversions live here and nowhere else.
     """
 
-    learned_variance: bool = False
-    SUPPLIED = ("schedule",)  # constructor arguments the Run passes, not the config
+    learned_variance: ClassVar[bool] = False
+    """Whether `forward` also returns guided-diffusion's learned-range variance (`Prediction.var`)."""
+    SUPPLIED: ClassVar[tuple[str, ...]] = ("schedule",)
+    """Constructor arguments the Run passes, not the config."""
+    shape: tuple[int, int, int] | None = None
+    """The images (C, H, W) the prior is defined on; None: any size that is a multiple of `size_multiple`."""
+    size_multiple: int = 1
+    """Image sides must be multiples of this (a UNet halves them down to its coarsest level)."""
+    provenance: dict | None = None
+    """Where the weights come from (`source`, `sha256`, and `cast` when they were converted), for the record;
+    None for a prior without weights."""
 
     def __init__(self, schedule: Schedule):
         super().__init__()
@@ -40,55 +50,26 @@ class Denoiser(nn.Module):
         self.register_buffer("alphas_cumprod", ab.float(), persistent=False)
         self.register_buffer("sqrt_ab", ab.sqrt().float(), persistent=False)
         self.register_buffer("sqrt_1m_ab", (1 - ab).sqrt().float(), persistent=False)
-        self.autocast_dtype: torch.dtype | None = None
-        self.channels_last = False
 
     def check_shape(self, shape: Sequence[int]) -> None:
         """Stop before any work when images of this (C, H, W) cannot go through the prior: a prior of fixed
         images (the GMM) takes only those, a UNet only sides it can halve down to its coarsest level."""
-        fixed = getattr(self, "shape", None)
-        if fixed is not None and tuple(fixed) != tuple(shape):
+        if self.shape is not None and tuple(self.shape) != tuple(shape):
             raise ConfigError(
-                f"the images are {tuple(shape)} (C, H, W) but {type(self).__name__} is defined on {tuple(fixed)}"
+                f"the images are {tuple(shape)} (C, H, W) but {type(self).__name__} is defined on {tuple(self.shape)}"
             )
-        multiple = getattr(getattr(self, "net", None), "size_multiple", 1)
-        if any(side % multiple for side in shape[1:]):
+        if any(side % self.size_multiple for side in shape[1:]):
             raise ConfigError(
                 f"data.size={shape[-1]} is not allowed: the UNet of {type(self).__name__} halves the image down to "
-                f"its coarsest level, so the size must be a multiple of {multiple}"
+                f"its coarsest level, so the size must be a multiple of {self.size_multiple}"
             )
 
     def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
-        """Speed options for networks (closed-form priors ignore them): bf16 autocast around the network
-        (the DPS update stays fp32), channels_last memory format, torch.compile of the network module."""
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-        net = getattr(self, "net", None)
-        if net is None:
-            return
-        self.channels_last = channels_last
-        if channels_last:
-            net.to(memory_format=torch.channels_last)
-        if precision == "bf16":
-            # Store the frozen conv/linear weights in bf16 once: autocast caches its casts only for weights that
-            # require grad, so frozen fp32 weights would be cast again at every call (≈14% of a CPU step).
-            for module in net.modules():
-                if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
-                    module.to(torch.bfloat16)
-        if compile:
-            net.compile()
-
-    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Speed options for networks; a closed-form prior has none to take."""
 
     def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
         """x_t (B, C, H, W) on the diffusion scale, t (B,) long in [0, T)."""
-        x_in = x_t.contiguous(memory_format=torch.channels_last) if self.channels_last else x_t
-        with torch.autocast(x_t.device.type, self.autocast_dtype or torch.float32, self.autocast_dtype is not None):
-            out = self.network(x_in, t)
-        out = out.float()
-        channels = x_t.shape[1]
-        eps, var = (out[:, :channels], out[:, channels:]) if self.learned_variance else (out, None)
-        return Prediction(eps=eps, x0=self.x0_from_eps(x_t, t, eps), var=var)
+        raise NotImplementedError
 
     def _coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
         return self.sqrt_ab[t].view(-1, 1, 1, 1), self.sqrt_1m_ab[t].view(-1, 1, 1, 1)
@@ -100,3 +81,40 @@ class Denoiser(nn.Module):
     def eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         a, s = self._coefficients(t)
         return (x_t - a * x0) / s
+
+
+class NetworkDenoiser(Denoiser):
+    """A prior that is a neural network `net(x_t, t)`: its raw output is ε, or ε and the learned-range
+    variance v stacked on channels when `learned_variance`. Frozen by the Run; sped up by `accelerate`."""
+
+    def __init__(self, schedule: Schedule, net: nn.Module, size_multiple: int = 1):
+        super().__init__(schedule)
+        self.net = net
+        self.size_multiple = size_multiple
+        self.autocast_dtype: torch.dtype | None = None
+        self.channels_last = False
+
+    def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
+        """bf16 autocast around the network (the DPS update stays fp32), channels_last memory format,
+        torch.compile of the network module."""
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if precision == "bf16":
+            # Store the frozen conv/linear weights in bf16 once: autocast caches its casts only for weights that
+            # require grad, so frozen fp32 weights would be cast again at every call (≈14% of a CPU step).
+            for module in self.net.modules():
+                if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
+                    module.to(torch.bfloat16)
+        if compile:
+            self.net.compile()
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
+        x_in = x_t.contiguous(memory_format=torch.channels_last) if self.channels_last else x_t
+        with torch.autocast(x_t.device.type, self.autocast_dtype or torch.float32, self.autocast_dtype is not None):
+            out = self.net(x_in, t)
+        out = out.float()
+        channels = x_t.shape[1]
+        eps, var = (out[:, :channels], out[:, channels:]) if self.learned_variance else (out, None)
+        return Prediction(eps=eps, x0=self.x0_from_eps(x_t, t, eps), var=var)

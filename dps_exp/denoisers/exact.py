@@ -14,6 +14,7 @@ where the prior and the physics live.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,21 @@ from torch import Tensor
 
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import Physics
+
+
+class ExactPrior(ABC):
+    """A prior that can state itself as a Gaussian mixture over images of a given shape (the GMM, the stationary
+    Gaussian): its posterior under a linear operator with Gaussian noise is then exact (`exact_posterior`).
+    A base class beside `Denoiser`, so that a config's class can be checked before it is built."""
+
+    channels: int
+    """The colour channels of its images."""
+
+    @abstractmethod
+    def mixture(self, shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """(weights (K,), means (K, d), covariances (K, d, d)), float64, for images of `shape` (C, H, W),
+        d = C·H·W; ConfigError for a shape it is not defined on."""
+
 
 MAX_DIMENSION = 4096
 """The largest image (C·H·W) whose exact posterior is computed: dense float64 d × d matrices, 128 MiB each here."""
@@ -91,7 +107,7 @@ ExactPosterior = Mixture
 
 def prior_mixture(prior, shape: Sequence[int]) -> Mixture:
     """The prior itself as a batch of one mixture over images of `shape` (C, H, W)."""
-    if not hasattr(prior, "mixture"):
+    if not isinstance(prior, ExactPrior):
         raise ConfigError(f"{type(prior).__name__} has no exact posterior (use denoiser=gmm or gaussian)")
     pi, mu, cov = prior.mixture(tuple(shape))
     return Mixture(pi[None], mu[None], cov[None], tuple(shape))
@@ -154,7 +170,7 @@ def exact_posterior(
     drawn linear `physics` with Gaussian noise, or for the batch `rows` only. `shape` (C, H, W) of the images:
     by default the prior's own (the GMM has one; the stationary Gaussian, defined at any size, needs it).
     Float64, on the CPU."""
-    shape = tuple(shape or getattr(prior, "shape", ()))
+    shape = tuple(shape or prior.shape or ())
     if len(shape) != 3:
         raise ConfigError(f"{type(prior).__name__} is defined at any size: pass the image shape (C, H, W)")
     if (d := math.prod(shape)) > MAX_DIMENSION:

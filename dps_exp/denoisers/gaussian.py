@@ -10,11 +10,12 @@ from torch import Tensor
 
 from dps_exp.config import Range
 from dps_exp.denoisers.base import Denoiser, Prediction
+from dps_exp.denoisers.exact import ExactPrior
 from dps_exp.errors import ConfigError
 from dps_exp.schedule import Schedule
 
 
-class StationaryGaussian(Denoiser):
+class StationaryGaussian(Denoiser, ExactPrior):
     """x0 ~ N(μ, Σ_c ⊗ K): a Gaussian field, stationary (periodic) in space and correlated across colours.
 
     Σ_c = std² · ((1 − ρ) I + ρ 11ᵀ) is the colour covariance (ρ = `color_correlation`); K is circulant with
@@ -40,7 +41,7 @@ class StationaryGaussian(Denoiser):
     ):
         super().__init__(schedule)
         self.alpha, self.cutoff = alpha, cutoff
-        channels = len(mean)
+        self.channels = channels = len(mean)
         rho = color_correlation
         cov = std**2 * ((1 - rho) * torch.eye(channels, dtype=torch.float64) + rho)
         lam, U = torch.linalg.eigh(cov)
@@ -76,8 +77,8 @@ class StationaryGaussian(Denoiser):
         Σ = Σ_c ⊗ K with K[p, q] = k((p − q) mod grid), k = F⁻¹P the circulant's first row.
         """
         c, h, w = shape
-        if c != self.mean.shape[1]:
-            raise ConfigError(f"the Gaussian prior has {self.mean.shape[1]} channels, not {c}")
+        if c != self.channels:
+            raise ConfigError(f"the Gaussian prior has {self.channels} channels, not {c}")
         row = torch.fft.irfft2(self.spectrum(h, w), s=(h, w))  # real: P is symmetric
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         ys, xs = ys.flatten(), xs.flatten()

@@ -11,11 +11,12 @@ from torch import Tensor
 
 from dps_exp.config import Range
 from dps_exp.denoisers.base import Denoiser, Prediction
+from dps_exp.denoisers.exact import ExactPrior
 from dps_exp.errors import ConfigError
 from dps_exp.schedule import Schedule
 
 
-class GaussianMixture(Denoiser):
+class GaussianMixture(Denoiser, ExactPrior):
     """x0 ~ Σ_k π_k N(μ_k, Σ_k) over images (C, H, W) = (`channels`, `image_size`, `image_size`), flattened
     to d = C·H·W dimensions, on the [-1, 1] scale.
 
@@ -50,6 +51,7 @@ class GaussianMixture(Denoiser):
     ):
         super().__init__(schedule)
         self.shape = (channels, image_size, image_size)
+        self.channels = channels
         d, K = channels * image_size**2, components
         gen = torch.Generator().manual_seed(seed)
         f64 = torch.float64
@@ -88,7 +90,7 @@ class GaussianMixture(Denoiser):
 
     def mixture(self, shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         """The prior as (weights (K,), means (K, d), covariances (K, d, d)), float64, for images of `shape`
-        (C, H, W); the exact-posterior code (dps_exp.denoisers.exact) takes any prior that has this method."""
+        (C, H, W): the exact-prior protocol (dps_exp.denoisers.exact.ExactPrior)."""
         if tuple(shape) != self.shape:
             raise ConfigError(f"the GMM prior is defined on images {self.shape}, not {tuple(shape)}")
         cov = self.U @ (self.lam.unsqueeze(-1) * self.U.mT)

@@ -6,17 +6,16 @@ import logging
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
-from dps_exp.denoisers.base import Denoiser
+from dps_exp.denoisers.base import NetworkDenoiser
 from dps_exp.denoisers.weights import Checkpoint, CheckpointError, hub_file, load_state_dict, local_file
 from dps_exp.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
 
-class PretrainedADM(Denoiser):
+class PretrainedADM(NetworkDenoiser):
     """An ADM UNet (`architecture`: `ffhq` or `imagenet`, dps_facts.md §2) with weights from the Hugging Face
     Hub (`repo_id`/`filename` at `revision`) or from a local `checkpoint` file. `sha256`, when given, pins
     the exact file. `checkpointing` trades time for memory at large batch (activation checkpointing).
@@ -35,18 +34,15 @@ class PretrainedADM(Denoiser):
         sha256: str | None = None,
         checkpointing: bool = False,
     ):
-        super().__init__(schedule)
         ckpt = local_file(checkpoint) if checkpoint else hub_file(repo_id, filename, revision)
         if sha256 is not None and ckpt.sha256 != sha256:  # the pin, for a local file and a Hub one alike
             raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, expected {sha256} (denoiser.sha256)")
-        self.net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
+        net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
+        super().__init__(schedule, net, net.size_multiple)
         self.provenance = ckpt.describe()
 
-    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net(x_t, t)
 
-
-class RandomADM(Denoiser):
+class RandomADM(NetworkDenoiser):
     """An ADM UNet of the named architecture with random weights: for timing and plumbing only, its
     reconstructions mean nothing. (PyTorch's default initialisation, plus small random values where
     guided-diffusion initialises to zero, so every layer does real work and activations stay O(1).)"""
@@ -60,18 +56,15 @@ class RandomADM(Denoiser):
         seed: int = 0,
         checkpointing: bool = False,
     ):
-        super().__init__(schedule)
         log.warning("denoiser=random_adm: random weights, for timing and plumbing only")
         torch.manual_seed(seed)
-        self.net = ADMUNet(ARCHITECTURES[architecture], checkpointing=checkpointing)
+        net = ADMUNet(ARCHITECTURES[architecture], checkpointing=checkpointing)
         with torch.no_grad():
-            for p in self.net.parameters():
+            for p in net.parameters():
                 if not p.any():
                     p.normal_(0.0, 1e-2)
+        super().__init__(schedule, net, net.size_multiple)
         self.provenance = {"source": f"random:{architecture}:seed={seed}", "sha256": None}
-
-    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net(x_t, t)
 
 
 def build_network(cls, cfg, ckpt: Checkpoint, **kwargs):

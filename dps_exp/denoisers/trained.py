@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from dps_exp import ASSETS
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet
-from dps_exp.denoisers.base import Denoiser
+from dps_exp.denoisers.base import NetworkDenoiser
 from dps_exp.denoisers.pretrained import build_network
 from dps_exp.denoisers.weights import Checkpoint, CheckpointError, file_sha256
 from dps_exp.errors import ConfigError
@@ -69,7 +68,7 @@ def load_card(weights: str) -> tuple[Checkpoint, dict]:
     return Checkpoint(path, sha, str(path)), card
 
 
-class TrainedADM(Denoiser):
+class TrainedADM(NetworkDenoiser):
     """An ADM UNet trained by scripts/train_prior.py (ε-prediction, fixed variance: `sampler.variance=eta`).
 
     `weights`: a bundled prior's name (`natural32`: 32×32 crops of natural photographs, dps_exp/assets) or
@@ -79,18 +78,14 @@ class TrainedADM(Denoiser):
     """
 
     def __init__(self, schedule: Schedule, weights: str = "natural32", checkpointing: bool = False):
-        super().__init__(schedule)
-        ckpt, self.card = load_card(weights)
-        trained = LinearSchedule(**{k: v for k, v in self.card["schedule"].items() if k != "kind"})
+        ckpt, card = load_card(weights)
+        trained = LinearSchedule(**{k: v for k, v in card["schedule"].items() if k != "kind"})
         if trained.betas.shape != schedule.betas.shape or not torch.allclose(trained.betas, schedule.betas.cpu()):
             raise ConfigError(
-                f"denoiser.weights={weights!r} was trained on the schedule {self.card['schedule']}; "
+                f"denoiser.weights={weights!r} was trained on the schedule {card['schedule']}; "
                 "the run's schedule differs (use schedule=linear with its defaults)"
             )
-        self.net = build_network(
-            ADMUNet, ADMConfig.from_dict(self.card["architecture"]), ckpt, checkpointing=checkpointing
-        )
+        net = build_network(ADMUNet, ADMConfig.from_dict(card["architecture"]), ckpt, checkpointing=checkpointing)
+        super().__init__(schedule, net, net.size_multiple)
+        self.card = card
         self.provenance = ckpt.describe()
-
-    def network(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.net(x_t, t)

@@ -21,6 +21,9 @@ from dps_exp.metrics.backbones import ensure_backbone
 
 MetricName = Literal["psnr", "ssim", "lpips", "fid"]
 BACKBONES = {"lpips": None, "fid": "inception"}  # None: the configured LPIPS network
+SET_LEVEL = ("fid",)
+"""Metrics scored over a whole set (from the reconstructions on disk, once the set is complete), not per image:
+the one place that says so; `Metrics.over_set` scores them."""
 FID_BATCH = 32
 
 
@@ -57,7 +60,8 @@ class Metrics:
     ):
         self.names = list(names)
         self.lpips_net, self.fid_features = lpips_net, fid_features
-        self.per_image = [n for n in self.names if n != "fid"]
+        self.per_image = [n for n in self.names if n not in SET_LEVEL]
+        self.set_level = [n for n in self.names if n in SET_LEVEL]
         self._lpips = None
 
     def check(self) -> dict[str, dict]:
@@ -92,6 +96,10 @@ class Metrics:
         scores = self._lpips.compute()
         self._lpips.reset()
         return scores
+
+    def over_set(self, name: str, pairs: Sequence[tuple[Path, Callable[[], Tensor]]], device="cpu") -> dict:
+        """Set-level metric `name` over (reconstruction PNG, ground truth) pairs: {"value", "n"[, "reason"]}."""
+        return {"fid": self.fid}[name](pairs, device)
 
     @torch.no_grad()
     def fid(self, pairs: Sequence[tuple[Path, Callable[[], Tensor]]], device: torch.device | str = "cpu") -> dict:

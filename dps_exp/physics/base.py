@@ -33,10 +33,6 @@ class Physics:
         """y = noise(A(x)), the noise of sample b drawn from gens[b]."""
         return self.noise.sample(self.A(x), gens)
 
-    def distance(self, y: Tensor, x: Tensor) -> Tensor:
-        """The DPS data-consistency distance ‖y − A(x)‖ per sample, shape (B,), as the noise model weighs it."""
-        return self.noise.distance(y, self.A(x))
-
     def state(self) -> dict[str, Tensor]:
         """The tensors that pin down the drawn operators (masks, kernels), batch-first, saved with results."""
         return {}

@@ -1,4 +1,5 @@
-"""Measurement noise models and the DPS distance each one implies."""
+"""Measurement noise models: how y departs from A x. (How a sampler weighs that departure is its own:
+dps_exp/samplers/consistency.py.)"""
 
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ class Noise:
         self.kind = kind
         self.sigma = sigma
         self.rate = rate
-        self._weights: tuple | None = None
 
     def sample(self, Ax: Tensor, gens: Sequence[torch.Generator]) -> Tensor:
         """y = noise(A x); sample b's noise drawn from gens[b] on the CPU, so it is the same on every device."""
@@ -54,28 +54,3 @@ class Noise:
         lam = ((Ax_host + 1) / 2).clamp(0, 1) * scale
         counts = torch.stack([torch.poisson(lam[b], generator=g) for b, g in enumerate(gens)])
         return (2 * counts / scale - 1).clamp(-1, 1).to(device=Ax.device, dtype=Ax.dtype)
-
-    def distance(self, y: Tensor, Ax: Tensor) -> Tensor:
-        """The DPS data-consistency distance per sample, shape (B,).
-
-        gaussian, none: ‖y − A x‖₂, the plain (not squared) norm of the DPS paper and code.
-        poisson: the paper's weighted norm ‖y − A x‖_Λ = √(Σ_j (y_j − [A x]_j)² / (2 y_j)) (§3.2: the Gaussian
-        approximation of the Poisson likelihood, Λ_jj = 1 / (2 y_j)), in photon counts, where y_j is a Poisson
-        count: y_j ↦ (y_j + 1) 255 λ / 2. A pixel that counted no photon is weighted as one that counted one
-        (its Poisson variance estimate cannot be 0). This is √(½ Σ r_j² / Var y_j), the Gaussian approximation's
-        negative log-likelihood, whatever scale y is written on. (The official code instead steps along
-        ∇ ‖y − A x‖ · mean_j 1/|y_j| with y on [-1, 1]: a plain norm with a per-image factor; not used here.)
-        """
-        if self.kind != "poisson":
-            return torch.linalg.vector_norm((y - Ax).flatten(1), dim=1)
-        half_scale, root = self.poisson_weights(y)
-        whitened = (y - Ax) * half_scale / root
-        return torch.linalg.vector_norm(whitened.flatten(1), dim=1)
-
-    def poisson_weights(self, y: Tensor) -> tuple[float | Tensor, Tensor]:
-        """255 λ / 2 and √(2 · counts) of a measurement y: they depend on y alone, so they are computed once per
-        y, not at every DPS step (and a per-sample λ is copied to the device once)."""
-        if self._weights is None or self._weights[0] is not y:
-            half_scale = LEVELS * batch.per_sample(self.rate, y) / 2
-            self._weights = (y, half_scale, (2 * ((y + 1) * half_scale).clamp_min(1.0)).sqrt())
-        return self._weights[1:]

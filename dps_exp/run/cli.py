@@ -1,6 +1,6 @@
 """`python -m dps_exp.run [overrides]`: compose the config, build the Run, execute it.
 
-Returns the mean PSNR so that Hydra sweepers (Optuna) can optimise it. In a multirun, a job that fails raises:
+Returns the mean of `optimized_metric` (PSNR by default) so that Hydra sweepers (Optuna) can optimise it. In a multirun, a job that fails raises:
 the launcher records it as failed and the sweep (or study) goes on.
 """
 
@@ -10,20 +10,23 @@ import importlib.resources
 import importlib.util
 import logging
 import math
+import shutil
 import signal
 import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from dps_exp.config import target_of
 from dps_exp.errors import UserError
+from dps_exp.run.preflight import hydra_problem, unwritable_output
 from dps_exp.run.resume import previous_dir, resume_requested, without_resume
+from dps_exp.run.signals import exit_as_signalled, stop_on_signal
 
 CONF_MODULE = "dps_exp.conf"
 CONF_DIR = Path(str(importlib.resources.files(CONF_MODULE)))
@@ -42,6 +45,16 @@ def compose(overrides: Sequence[str] = ()) -> dict:
         return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
+def compose_task(overrides: Sequence[str]) -> dict:
+    """The task config these overrides give, unresolved (for checking the command line)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
+        return OmegaConf.to_container(hydra_compose(config_name="config", overrides=list(overrides)), resolve=False)
+
+
 def to_log_files(message: str) -> None:
     """Also into the job's run.log (the console already has it on stderr), so the log says why it stopped."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
@@ -50,13 +63,25 @@ def to_log_files(message: str) -> None:
             handler.handle(record)
 
 
-def exit_as_signalled(err: KeyboardInterrupt) -> NoReturn:
-    """Exit with the status the signal would have given (130 Ctrl-C, 143 SIGTERM), without a traceback."""
-    sys.exit(128 + (err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT))
+def remove_if_unused(out_dir: Path) -> None:
+    """A run refused before any work leaves no directory behind: remove it when it holds only what Hydra wrote
+    (`.hydra/`, the log)."""
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= {".hydra", "run.log"}:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def stop_on_signal(signum, frame):  # SIGTERM (cluster pre-emption, `kill`): stop like Ctrl-C, keeping what is done
-    raise KeyboardInterrupt(signum)
+def objective(run, summaries: list[dict], multirun: bool) -> float:
+    """The job's return value, for sweepers (Optuna): the mean over its points of `optimized_metric`'s mean."""
+    metric = run.settings.optimized_metric
+    means = [s["metrics"][metric]["mean"] for s in summaries if "mean" in s["metrics"].get(metric, {})]
+    value = statistics.fmean(means) if means else math.nan
+    if math.isnan(value) and metric in run.metrics.per_image and any(s["rows"] for s in summaries):
+        message = f"no image finished with a finite {metric} (every one diverged or was unreadable): see results.jsonl"
+        if multirun:
+            raise RuntimeError(message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+    return value
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="config")
@@ -67,12 +92,14 @@ def main(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    out_dir = Path(hc.runtime.output_dir)
     signal.signal(signal.SIGTERM, stop_on_signal)
+    logging.raiseExceptions = False  # a log file on a full disk must not print a traceback for every line
     with PointLogs() as point_logs:
         try:
             run = Run.from_config(
                 cfg,
-                Path(hc.runtime.output_dir),
+                out_dir,
                 hydra=hc,
                 sweep_dir=Path(hc.sweep.dir) if multirun else None,
                 overrides=list(hc.overrides.task),
@@ -87,24 +114,21 @@ def main(cfg: DictConfig) -> float:
                 raise
             print(f"error: {err}", file=sys.stderr)
             to_log_files(f"error: {err}")
+            remove_if_unused(out_dir)
             sys.exit(2)
+        hint = target_of(run.spec["sampler"]).divergence_hint
         for k, (point, summary) in enumerate(zip(run.points, summaries, strict=True)):
             log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
                      f"{summary['metrics']['psnr']['mean']:.2f} dB" if "psnr" in summary["metrics"] else "–",
                      point.recorder.dir, extra={"point": k})  # fmt: skip
             if summary["diverged"]:
-                log.warning("%s: %d of %d results diverged (NaN or inf), left out of the metrics; a smaller "
-                            "sampler.step_size usually helps", point.name, summary["diverged"], summary["rows"],
-                            extra={"point": k})  # fmt: skip
-    means = [s["metrics"]["psnr"]["mean"] for s in summaries if "psnr" in s["metrics"]]
-    psnr = statistics.fmean(means) if means else math.nan
-    if math.isnan(psnr) and "psnr" in run.metrics.names and any(s["rows"] for s in summaries):
-        message = "no image finished with a finite PSNR (every one diverged or was unreadable): see results.jsonl"
-        if multirun:
-            raise RuntimeError(message)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
-    return psnr
+                log.warning("%s: %d of %d results diverged (NaN or inf), left out of the metrics; %s", point.name,
+                            summary["diverged"], summary["rows"], hint, extra={"point": k})  # fmt: skip
+    if run.late_signal is not None:
+        log.warning("a signal arrived while the summaries were written: every result is recorded, the run is complete")
+        if multirun:  # the sweep stops here, as asked; this job is complete
+            exit_as_signalled(KeyboardInterrupt(run.late_signal))
+    return objective(run, summaries, multirun)
 
 
 # Config options that need a Hydra plugin from an extra: (argument prefix, plugin module, extra).
@@ -160,7 +184,8 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
 
 def entry() -> None:
     """`python -m dps_exp.run` and the `dps-run` console script."""
-    if problem := missing_plugin(sys.argv[1:]) or shared_part(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if problem := missing_plugin(argv) or shared_part(argv) or hydra_problem(argv, compose_task) or unwritable_output(argv):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]

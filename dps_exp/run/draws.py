@@ -1,4 +1,4 @@
-"""Several posterior draws per measurement (`sampler.samples=N`): collecting them and scoring them as a set.
+"""Several posterior draws per measurement (`samples=N`): collecting them and scoring them as a set.
 
 All N draws of an (image, sweep point) pair share its operator and measurement (their random streams depend
 on the seed and the image index only); draw s samples from its own stream, and draw 0's stream is the one a
@@ -16,17 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dps_exp.denoisers.exact import Mixture, exact_posterior
+from dps_exp.denoisers.exact import ExactPrior, Mixture, exact_posterior
 from dps_exp.errors import ConfigError
 from dps_exp.metrics.posterior import posterior_metrics
 from dps_exp.physics.base import LinearPhysics, Physics
 
 log = logging.getLogger(__name__)
-
-
-def sampler_stream(draw: int) -> str:
-    """The random stream of draw `draw`: draw 0 uses the stream of a single-draw run."""
-    return "sampler" if draw == 0 else f"sampler/{draw}"
 
 
 @dataclass
@@ -68,6 +63,29 @@ class Unit:
         return torch.stack([d.x for d in sorted(self.draws, key=lambda d: d.number)])
 
 
+class Collector:
+    """Gathers each (image, point) pair's draws, which may span batches, until all N are in."""
+
+    def __init__(self, samples: int):
+        self.samples = samples
+        self.pending: dict[str, Unit] = {}
+
+    def starts(self, keys: list[str]) -> list[int]:
+        """The batch rows that start a unit: the first row of each key not yet pending."""
+        first: dict[str, int] = {}
+        return [b for b, key in enumerate(keys) if key not in self.pending and first.setdefault(key, b) == b]
+
+    def open(self, key: str, unit: Unit) -> None:
+        self.pending[key] = unit
+
+    def add(self, key: str, draw: Draw, seconds: float) -> Unit | None:
+        """Add a draw; the unit, taken out, once it has all N."""
+        unit = self.pending[key]
+        unit.draws.append(draw)
+        unit.seconds += seconds
+        return self.pending.pop(key) if len(unit.draws) == self.samples else None
+
+
 class ExactPosteriors:
     """A run's exact posteriors, for the (image, point) units a batch starts; none where the prior, operator or
     noise has none (said once per run)."""
@@ -77,7 +95,7 @@ class ExactPosteriors:
 
     def __call__(self, physics: Physics, y: Tensor, shape, rows: list[int]) -> dict[int, Mixture]:
         """{batch row: its posterior} for `rows`; empty when there is none."""
-        if not rows or not hasattr(self.prior, "mixture"):
+        if not rows or not isinstance(self.prior, ExactPrior):
             return {}
         if not isinstance(physics, LinearPhysics):
             reason = f"{type(physics).__name__} is not linear"

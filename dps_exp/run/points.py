@@ -22,7 +22,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from dps_exp.errors import ConfigError
-from dps_exp.run.tracking import Logger, Recorder
+from dps_exp.run.loggers import Logger
+from dps_exp.run.recorder import Recorder
+from dps_exp.run.resume import without_resume
 
 
 def canonical(value: Any) -> Any:
@@ -124,7 +126,10 @@ class Point:
     """The point's own resolved config, as its sequential job would have had it (one value per key)."""
     number: int | None = None
     """Its job number in a sequential multirun, when the sweeper packed it."""
+    listed: bool = False
+    """Whether it is one of several points listed in one run's config (it then writes its own `.hydra/`)."""
     done: set[str] = field(default_factory=set)
+    """The keys of its rows already recorded (a resumed run skips them)."""
 
     @property
     def id(self) -> str:
@@ -213,6 +218,34 @@ class PointLogs(logging.Handler):
             self.held.append(record)
         for handler in self.files:
             handler.handle(record)
+
+
+def make_points(
+    spec: Mapping,
+    per_sample: Sequence[str],
+    out_dir: Path,
+    sweep_dir: Path | None,
+    overrides: Sequence[str],
+    sweep_jobs: Sequence[int] | None,
+) -> list[Point]:
+    """The points a job runs, each with its directory (not yet claimed), logger, name, overrides and config as
+    its sequential job would have had them."""
+    from dps_exp.config import build  # hydra.utils, only where points are made
+
+    values = expand(spec, per_sample)
+    dirs = point_dirs(len(values), out_dir, sweep_dir, sweep_jobs)
+    listed = [k for k in per_sample if isinstance(get_dotted(spec, k), list)]
+    # a sweep's points, or the points listed by hand in one run, are one W&B group
+    group = sweep_group(sweep_dir or out_dir) if sweep_dir is not None or len(values) > 1 else None
+    points = []
+    for vals, directory, number in zip(values, dirs, sweep_jobs or [None] * len(values), strict=True):
+        point_overrides = overrides_for(overrides, vals, listed)
+        logger: Logger = build(spec["logger"])
+        logger.group = logger.group or group
+        config = with_values(spec, "", vals) | {"sweep_jobs": None}
+        name = dirname(without_resume(point_overrides)) or "default"  # a resumed run keeps its W&B name
+        points.append(Point(vals, Recorder(directory), logger, name, point_overrides, config, number, bool(listed)))
+    return points
 
 
 def point_dirs(n: int, out_dir: Path, sweep_dir: Path | None, sweep_jobs: Sequence[int] | None) -> list[Path]:

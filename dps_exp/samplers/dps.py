@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
@@ -14,27 +12,15 @@ from tqdm.auto import tqdm
 from dps_exp.batch import per_sample
 from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.denoisers.base import Denoiser, Prediction
+from dps_exp.errors import ConfigError
 from dps_exp.physics.base import Physics
+from dps_exp.samplers.base import Callback, NoiseSource, Sampler, SampleResult
+from dps_exp.samplers.consistency import Distance, DistanceName, resolve
 from dps_exp.samplers.updates import DDIMUpdate, LearnedVarianceUpdate
 from dps_exp.schedule import Schedule
 
-NoiseSource = Callable[[], Tensor]
-"""Returns the next standard-normal draw, shaped like the image batch (B, C, H, W)."""
 
-Callback = Callable[[int, Tensor, Tensor], None]
-"""Called after each step with (step index, x_next, x̂0); for logging, never for control flow."""
-
-
-@dataclass
-class SampleResult:
-    x: Tensor
-    """The final iterate x_0 (B, C, H, W), on the [-1, 1] scale, not clipped."""
-    diverged_at: Tensor
-    """(B,) long: the step at which the sample stopped being finite (its x is then the last finite
-    iterate), or −1."""
-
-
-def guidance(x_t: Tensor, t: Tensor, y: Tensor, physics: Physics, denoiser: Denoiser) -> tuple[Prediction, Tensor]:
+def guidance(x_t: Tensor, t: Tensor, distance: Distance, denoiser: Denoiser) -> tuple[Prediction, Tensor]:
     """x̂0 = clip(D(x_t, t), −1, 1) and g = ∇_{x_t} ‖y − A x̂0‖, per sample.
 
     One forward and one input-gradient backward pass; the prior's weights are frozen, so autograd builds
@@ -44,7 +30,7 @@ def guidance(x_t: Tensor, t: Tensor, y: Tensor, physics: Physics, denoiser: Deno
         x_t = x_t.detach().requires_grad_(True)
         pred = denoiser(x_t, t)
         x0 = pred.x0.clamp(-1.0, 1.0)
-        (g,) = torch.autograd.grad(physics.distance(y, x0).sum(), x_t)
+        (g,) = torch.autograd.grad(distance(x0).sum(), x_t)
     detached = Prediction(pred.eps.detach(), x0.detach(), None if pred.var is None else pred.var.detach())
     return detached, g
 
@@ -60,19 +46,22 @@ def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tu
     return torch.where(alive, x_next, x), diverged_at
 
 
-class DPS:
+class DPS(Sampler):
     """DPS (dps_facts.md §1–2). Each step, for the current timestep t and the next one t':
 
         x̂0   = clip(D(x_t, t), −1, 1)                 prior's estimate of the clean image
-        g    = ∇_{x_t} ‖y − A x̂0‖                      likelihood gradient (plain norm, per sample)
+        g    = ∇_{x_t} ‖y − A x̂0‖                      likelihood gradient (per sample; `distance` below)
         x_t' = update(x_t, x̂0, ε) − ζ g                reverse-diffusion update, then the DPS step
 
     `variance=eta`: the tutorial's DDIM(η) update over the stride-`1000 // steps` timesteps (η = 1 is
     DDPM-like). `variance=learned`: the official code's ancestral DDPM step with the network's learned
     variance over guided-diffusion's respaced timesteps (exactly `steps` of them; the paper runs 1000).
-    η and ζ (`step_size`) may be (B,) tensors: one value per sample. `samples` draws per measurement are
-    batched by the Run (dps_exp/run/draws.py).
+    η and ζ (`step_size`) may be (B,) tensors: one value per sample. `distance` is the norm of the likelihood
+    step (dps_exp/samplers/consistency.py): by default the noise model's, the plain norm under Gaussian noise
+    and the paper's weighted norm under Poisson noise; `official` is the official code's Poisson term.
     """
+
+    divergence_hint = "a smaller sampler.step_size usually helps"
 
     def __init__(
         self,
@@ -80,10 +69,18 @@ class DPS:
         eta: Annotated[float, Range(0, 1), PER_SAMPLE] = 1.0,
         step_size: Annotated[float, Range(0, None), PER_SAMPLE] = 1 / math.sqrt(2),
         variance: Literal["eta", "learned"] = "eta",
-        samples: Annotated[int, Range(1, 1024)] = 1,
+        distance: DistanceName = "auto",
     ):
         self.steps, self.eta, self.step_size, self.variance = steps, eta, step_size, variance
-        self.samples = samples  # posterior draws per measurement: the Run batches them and scores the set
+        self.distance = distance
+
+    def check(self, prior: Denoiser, physics: Physics) -> None:
+        if self.variance == "learned" and not prior.learned_variance:
+            raise ConfigError(
+                "sampler.variance=learned needs a prior with learned variance (denoiser=ffhq, imagenet or "
+                f"random_adm); {type(prior).__name__} has none (use sampler.variance=eta)"
+            )
+        resolve(self.distance, physics)
 
     def timesteps(self, schedule: Schedule) -> Tensor:
         return schedule.timesteps(self.steps) if self.variance == "eta" else schedule.respaced(self.steps)
@@ -97,7 +94,7 @@ class DPS:
         self,
         y: Tensor,
         physics: Physics,
-        denoiser: Denoiser,
+        prior: Denoiser,
         schedule: Schedule,
         noise: NoiseSource,
         callback: Callback | None = None,
@@ -108,11 +105,12 @@ class DPS:
         ts = self.timesteps(schedule)
         update = self.update_rule(schedule, ts, x.shape[0])
         zeta = per_sample(self.step_size, x)
+        distance = Distance(self.distance, physics, y)
         diverged_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
         for i in tqdm(range(len(ts)), desc="DPS steps", leave=False, disable=not progress):
-            pred, g = guidance(x, ts[i].expand(x.shape[0]), y, physics, denoiser)
+            pred, g = guidance(x, ts[i].expand(x.shape[0]), distance, prior)
             x_next = update(i, x, pred, noise()) - zeta * g
             x, diverged_at = keep_finite(x, x_next, diverged_at, i)
             if callback is not None:
                 callback(i, x, pred.x0)
-        return SampleResult(x=x, diverged_at=diverged_at)
+        return SampleResult(x=x, diverged_at=diverged_at, nfe=len(ts))

@@ -23,7 +23,8 @@ from omegaconf import DictConfig
 
 from dps_exp.config import build, check_node, resolve
 from dps_exp.errors import UserError
-from dps_exp.run.cli import CONF_MODULE, exit_as_signalled, stop_on_signal
+from dps_exp.run.cli import CONF_MODULE
+from dps_exp.run.signals import exit_as_signalled, stop_on_signal
 
 log = logging.getLogger("dps_exp")
 

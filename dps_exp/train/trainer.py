@@ -29,7 +29,7 @@ from dps_exp.config import Range
 from dps_exp.denoisers.adm import ADMConfig, ADMUNet, count_parameters
 from dps_exp.denoisers.weights import file_sha256
 from dps_exp.errors import ConfigError, UserError
-from dps_exp.run.tracking import signals_held
+from dps_exp.run.signals import signals_held
 from dps_exp.schedule import LinearSchedule
 from dps_exp.train.crops import PhotoCrops
 

@@ -1,0 +1,102 @@
+"""The run's top-level keys, the validation of a whole config, and the identity of a run's results: every
+setting that can change a row's numbers, against which an output directory is checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from dps_exp.config import PER_SAMPLE, Range, check_node, per_sample_keys
+from dps_exp.errors import ConfigError
+from dps_exp.run.points import point_id, with_values
+
+GROUPS = ("schedule", "physics", "denoiser", "sampler", "data", "metrics", "logger")
+SCIENCE = ("schedule", "physics", "denoiser", "sampler")
+"""The groups that define a result, besides its data and its scores."""
+BATCHING = ("batch_size", "limit", "shard", "num_shards")
+"""Data keys that say which images a job runs and how many at once, not what a result is."""
+RESULT_KEYS = {"precision": "fp32", "compile": False, "channels_last": False, "samples": 1}
+"""Top-level keys (with their defaults) that change a result: bf16 moves PSNR by ~0.1 dB, compiled kernels and
+another memory layout round differently, several draws add set scores to each row."""
+
+
+class Settings:
+    """Top-level keys of conf/config.yaml."""
+
+    def __init__(
+        self,
+        seed: Annotated[int, Range(0, None), PER_SAMPLE] = 0,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        precision: Literal["fp32", "bf16"] = "fp32",
+        compile: bool = False,
+        channels_last: bool = False,
+        samples: Annotated[int, Range(1, 1024)] = 1,
+        optimized_metric: str = "psnr",
+        progress: bool = True,
+        resume: bool = False,
+        sweep_jobs: list[int] | None = None,
+    ):
+        self.seed, self.device, self.progress, self.resume = seed, device, progress, resume
+        self.precision, self.compile, self.channels_last = precision, compile, channels_last
+        self.samples, self.optimized_metric = samples, optimized_metric
+        self.sweep_jobs = sweep_jobs
+
+
+def settings_of(spec: Mapping) -> Settings:
+    return Settings(**{k: v for k, v in spec.items() if k not in GROUPS})
+
+
+def validate(spec: Mapping) -> None:
+    """Check every group against its class signature and the top-level keys against Settings."""
+    for group in GROUPS:
+        if group not in spec:
+            raise ConfigError(f"the config has no '{group}' group")
+        check_node(spec[group], group)
+    check_node({k: v for k, v in spec.items() if k not in GROUPS}, "", target=Settings)
+    metric = spec.get("optimized_metric", "psnr")
+    if metric not in spec["metrics"].get("names", [metric]):
+        names = ", ".join(spec["metrics"]["names"])
+        raise ConfigError(f"optimized_metric={metric!r} is not allowed: it must be one of the scored metrics ({names})")
+
+
+def per_sample_of(spec: Mapping) -> list[str]:
+    """The dotted keys that may differ per sample: the seed, then each group's PER_SAMPLE parameters."""
+    return ["seed"] + [k for g in GROUPS for k in per_sample_keys(spec[g], g)]
+
+
+class Identity:
+    """What a result depends on besides its sweep point (its per-sample values) and its image: the science
+    groups, the data (less which images and how many at once), the metrics' settings and the numerics that
+    change its numbers, with the device type. Rows of another identity never mix in one directory.
+
+    `scored`: the per-image metrics actually scored (a metric left out because its backbone is missing makes
+    rows that lack it)."""
+
+    def __init__(self, spec: Mapping, per_sample: Sequence[str], device_type: str, scored: Sequence[str]):
+        static: dict[str, Any] = {g: spec[g] for g in SCIENCE}
+        static["data"] = {k: v for k, v in spec["data"].items() if k not in BATCHING}
+        static["metrics"] = spec["metrics"]
+        self.config = with_values(static, "", {k: None for k in per_sample})
+        self.settings = {k: spec.get(k, default) for k, default in RESULT_KEYS.items()} | {
+            "device": device_type,
+            "scored": list(scored),
+        }
+        self.id = point_id({"config": self.config, "settings": self.settings})
+
+    def mismatch(self, row: Mapping) -> str | None:
+        """Why a recorded row is not of this identity (None when it is): the first setting that differs, by
+        name, or that the configuration does."""
+        if row.get("config_id") == self.id:
+            return None
+        theirs = row.get("settings")
+        if isinstance(theirs, Mapping):
+            for key, ours in self.settings.items():
+                if theirs.get(key) != ours:
+                    return f"made with {key}={_show(theirs.get(key))} (this run: {key}={_show(ours)})"
+        return f"of another configuration (config_id {row.get('config_id')}, this run is {self.id})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
