@@ -87,10 +87,9 @@ class TrainedADM(Denoiser):
                 f"denoiser.weights={weights!r} was trained on the schedule {self.card['schedule']}; "
                 "the run's schedule differs (use schedule=linear with its defaults)"
             )
-        self.net = build_network(
+        self.net, self.provenance = build_network(
             ADMUNet, ADMConfig.from_dict(self.card["architecture"]), ckpt, checkpointing=checkpointing
         )
-        self.provenance = ckpt.describe()
 
     def network(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self.net(x_t, t)
