@@ -149,3 +149,73 @@ def test_the_cli_stops_with_one_line_when_weights_cannot_be_had(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
     assert len(lines) == 1 and lines[0].startswith("error: cannot download deepinv/diffunet/diffusion_ffhq_10m.pt")
     assert not list(tmp_path.rglob("results.jsonl"))
+
+
+class RunsCode:
+    """Unpickled, it would run a shell command that creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class Custom:
+    def __init__(self):
+        self.weight = torch.zeros(3)
+
+
+def test_a_pickle_carrying_code_or_objects_is_refused_as_such_not_called_corrupt(tmp_path):
+    marker = tmp_path / "ran"
+    cases = {"code.pt": {"weight": torch.zeros(3), "x": RunsCode(marker)}, "object.pt": {"x": Custom()}}
+    for name, content in cases.items():
+        torch.save(content, tmp_path / name)
+    refused = "it holds objects other than tensors ({}; refused: loading it could run code)"
+    with pytest.raises(CheckpointError) as err:
+        load_state_dict(ADMUNet(TINY), local_file(str(tmp_path / "code.pt")))
+    assert refused.format(f"{os.system.__module__}.system") in str(err.value)  # posix.system: a blocked module
+    assert "corrupt" not in str(err.value) and "weights_only=False" not in str(err.value)
+    assert not marker.exists()  # refused, never run
+    with pytest.raises(CheckpointError) as err:
+        load_state_dict(ADMUNet(TINY), local_file(str(tmp_path / "object.pt")))
+    assert refused.format(f"{__name__}.Custom") in str(err.value) and "corrupt" not in str(err.value)
+
+
+def test_a_checkpoint_pickled_with_protocol_4_says_so(tmp_path):
+    path = tmp_path / "p4.pt"
+    torch.save(tiny_state(), path, pickle_protocol=4)  # torch's weights-only unpickler reads protocol 2 only
+    with pytest.raises(CheckpointError, match="saved with pickle protocol 4 or higher") as err:
+        load_state_dict(ADMUNet(TINY), local_file(str(path)))
+    assert "corrupt" not in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+def test_weights_stored_in_another_float_dtype_are_cast_and_the_cast_recorded(offline_cache, tmp_path, schedule, dtype):
+    state = {k: v.to(dtype) for k, v in tiny_state().items()}
+    path = tmp_path / "half.pt"
+    torch.save(state, path)
+    prior = PretrainedADM(schedule, checkpoint=str(path))
+    assert prior.provenance["cast"] == f"{str(dtype).removeprefix('torch.')} -> float32"
+    for name, value in prior.net.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, state[name].float())
+    out = prior(torch.randn(1, 3, 16, 16), torch.tensor([10]))  # crashed here: float32 input, float16 weights
+    assert out.eps.dtype == torch.float32 and out.eps.isfinite().all()
+    torch.save(tiny_state(), path)
+    assert "cast" not in PretrainedADM(schedule, checkpoint=str(path)).provenance
+
+
+def test_integer_buffers_keep_their_dtype_and_safetensors_are_cast_too(tmp_path):
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        norm = torch.nn.BatchNorm2d(3)  # weight, bias, running stats (float) and num_batches_tracked (int64)
+    state = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v + 7
+        for k, v in torch.nn.BatchNorm2d(3).state_dict().items()
+    }
+    save_file(state, tmp_path / "norm.safetensors")
+    provenance = load_state_dict(norm, local_file(str(tmp_path / "norm.safetensors")), assign=True)
+    assert provenance["cast"] == "bfloat16 -> float32"
+    assert norm.num_batches_tracked.dtype == torch.int64 and norm.num_batches_tracked.item() == 7
+    assert norm.weight.dtype == norm.running_var.dtype == torch.float32

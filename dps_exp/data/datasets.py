@@ -21,8 +21,10 @@ PATTERNS = ("*.png", "*.jpg", "*.jpeg")
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Every PNG/JPEG under `folder` (subfolders too: FFHQ ships as 00000/00000.png …), sorted by path."""
-    files = [p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()]
+    """Everything named *.png/*.jpg/*.jpeg under `folder` (subfolders too: FFHQ ships as 00000/00000.png …), sorted
+    by path. What is not a readable image file (a symlink loop, a dangling symlink) stays in the list: it is
+    recorded as unreadable when loaded, not left out unsaid (which would also shift every later index)."""
+    files = [p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 

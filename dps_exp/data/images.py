@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated
 
+import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
@@ -19,16 +23,36 @@ EXTENSIONS = (".png", ".jpg", ".jpeg")
 SAMPLE_ORDER = ("face.png", "cat.png", "coffee.png", "rocket.png")
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not a regular file that can be read (a symlink loop, a dangling symlink, a folder, a pipe,
+    ...), or None. Checked before decoding: decoding a FIFO named *.png would wait for ever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop"
+        if path.is_symlink():
+            return f"a dangling symlink (its target {os.path.realpath(path)} does not exist)"
+        return err.strerror or type(err).__name__
+    if stat.S_ISDIR(mode):
+        return "a folder, not an image file"
+    return None if stat.S_ISREG(mode) else "not a regular file (a pipe, socket or device)"
+
+
 def load_image(path: Path, size: int) -> Tensor:
-    """An image file as RGB (grey is replicated, alpha dropped), centre-cropped to a square and resized
-    with antialiasing to size×size; float32 in [0, 1], shape (3, size, size)."""
+    """An image file (8- or 16-bit; grey, palette, RGB, with or without alpha; CMYK JPEG) as RGB (grey is
+    replicated, alpha dropped), centre-cropped to a square and resized with antialiasing to size×size; float32
+    in [0, 1], shape (3, size, size). Raises DataError naming the file and the reason when it cannot be read."""
+    if reason := not_a_file(path):
+        raise DataError(f"cannot read image {path}: {reason}")
     try:
         img = decode_image(str(path), mode=ImageReadMode.RGB)
     except Exception as err:
         reason = re.sub(r"^.*\.cpp:\d+, ", "", str(err).splitlines()[0])  # torchvision prefixes its C++ source line
         raise DataError(f"cannot read image {path}: {reason}") from None
     side = min(img.shape[-2:])
-    img = TF.center_crop(img, [side, side]).float() / 255.0
+    # Scaled by the decoded dtype's range: uint8 by 255, uint16 (16-bit PNG) by 65535 (/255 made it white).
+    img = TF.to_dtype(TF.center_crop(img, [side, side]), torch.float32, scale=True)
     if side != size:
         img = TF.resize(img, [size, size], antialias=True)
     return img.clamp(0.0, 1.0)
@@ -83,7 +107,9 @@ class SampleImages(Images):
 
 
 class ImageFolder(Images):
-    """Every PNG/JPEG file directly in `root`, in sorted order."""
+    """Everything named *.png/*.jpg/*.jpeg directly in `root`, in sorted order. What is not a readable image file
+    (a symlink loop, a dangling symlink, a folder, a corrupt file) stays in the list and is recorded as unreadable
+    when loaded, rather than left out unsaid."""
 
     def __init__(
         self,
@@ -97,7 +123,7 @@ class ImageFolder(Images):
         folder = Path(root).expanduser()
         if not folder.is_dir():
             raise DataError(f"data.root={root!r} is not a folder")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
         if not files:
             raise DataError(f"no PNG or JPEG images in data.root={root!r}")
         super().__init__(files, size, batch_size, limit, shard, num_shards)

@@ -37,9 +37,9 @@ class PretrainedADM(NetworkDenoiser):
         ckpt = local_file(checkpoint) if checkpoint else hub_file(repo_id, filename, revision)
         if sha256 is not None and ckpt.sha256 != sha256:  # the pin, for a local file and a Hub one alike
             raise CheckpointError(f"{ckpt.source} has sha256 {ckpt.sha256}, expected {sha256} (denoiser.sha256)")
-        net = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
+        net, provenance = build_network(ADMUNet, ARCHITECTURES[architecture], ckpt, checkpointing=checkpointing)
         super().__init__(schedule, net, net.size_multiple)
-        self.provenance = ckpt.describe()
+        self.provenance = provenance
 
 
 class RandomADM(NetworkDenoiser):
@@ -67,9 +67,9 @@ class RandomADM(NetworkDenoiser):
         self.provenance = {"source": f"random:{architecture}:seed={seed}", "sha256": None}
 
 
-def build_network(cls, cfg, ckpt: Checkpoint, **kwargs):
-    """Construct on the meta device (no time spent on a random init) and take the checkpoint's tensors."""
+def build_network(cls, cfg, ckpt: Checkpoint, **kwargs) -> tuple[torch.nn.Module, dict]:
+    """Construct on the meta device (no time spent on a random init) and take the checkpoint's tensors (cast to
+    the network's float32 where the file stores another float dtype); returns the network and its provenance."""
     with torch.device("meta"):
         net = cls(cfg, **kwargs)
-    load_state_dict(net, ckpt, assign=True)
-    return net
+    return net, load_state_dict(net, ckpt, assign=True)

@@ -85,7 +85,9 @@ class TrainedADM(NetworkDenoiser):
                 f"denoiser.weights={weights!r} was trained on the schedule {card['schedule']}; "
                 "the run's schedule differs (use schedule=linear with its defaults)"
             )
-        net = build_network(ADMUNet, ADMConfig.from_dict(card["architecture"]), ckpt, checkpointing=checkpointing)
+        net, provenance = build_network(
+            ADMUNet, ADMConfig.from_dict(card["architecture"]), ckpt, checkpointing=checkpointing
+        )
         super().__init__(schedule, net, net.size_multiple)
         self.card = card
-        self.provenance = ckpt.describe()
+        self.provenance = provenance

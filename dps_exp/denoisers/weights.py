@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +115,10 @@ def corrupt(ckpt: Checkpoint, reason: str) -> CheckpointError:
     )
 
 
-def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -> None:
+def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -> dict:
     """torch.load(weights_only=True) (or, for a `.safetensors` file, safetensors' loader) and
-    load_state_dict(strict=True), with errors that name the file.
+    load_state_dict(strict=True), with errors that name the file. Returns the checkpoint's provenance
+    (`ckpt.describe()`, plus `cast` when its floating tensors were stored in another dtype than the module's).
 
     `assign=True` takes the loaded tensors as the parameters (for modules built on the meta device).
     """
@@ -126,19 +128,17 @@ def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -
 
             state = load_file(ckpt.path)
         else:
-            state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # refusal() says it in one line
+                warnings.filterwarnings("ignore", "Detected pickle protocol")
+                state = torch.load(ckpt.path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # torch's own message suggests weights_only=False, which we never do
-        if "Unsupported global" not in str(err):  # not a class it refused: bytes that are no pickle at all
-            raise corrupt(ckpt, "UnpicklingError: not a pickle") from None
-        raise CheckpointError(
-            f"cannot read the checkpoint {ckpt.path}: it holds objects other than tensors and plain containers, "
-            "which this project does not unpickle (torch.load(weights_only=True)); save its state_dict alone"
-        ) from None
+        raise refusal(ckpt, str(err)) from None
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else "the file ends early (empty or truncated)"
         raise corrupt(ckpt, f"{type(err).__name__}: {first}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    cast = to_module_dtypes(state, module)
     try:
         module.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as err:  # missing or unexpected keys, shape mismatches
@@ -147,3 +147,47 @@ def load_state_dict(module: nn.Module, ckpt: Checkpoint, assign: bool = False) -
             f"the checkpoint {ckpt.path} does not fit the {type(module).__name__} configured ({details}). "
             "Check denoiser.architecture against the file."
         ) from None
+    if cast:
+        log.info("the checkpoint %s stores its weights in %s: cast to the network's dtype", ckpt.path, cast)
+    return ckpt.describe() | ({"cast": cast} if cast else {})
+
+
+def refusal(ckpt: Checkpoint, message: str) -> CheckpointError:
+    """The error for torch's weights-only unpickler refusing the file (an UnpicklingError with `message`).
+
+    torch names each class or function it will not import as `GLOBAL module.name` ("Unsupported global: GLOBAL
+    datetime.datetime was not an allowed global by default"; "Trying to load unsupported GLOBAL posix.system whose
+    module posix is blocked", torch ≥ 2.6); any other refusal is bytes its unpickler cannot parse."""
+    if named := re.search(r"GLOBAL (\S+)", message):
+        return CheckpointError(
+            f"cannot read the checkpoint {ckpt.path}: it holds objects other than tensors ({named[1]}; refused: "
+            "loading it could run code). This project loads tensors in plain containers only "
+            "(torch.load(weights_only=True)); save the network's state_dict alone"
+        )
+    if f"Unsupported operand {pickle.FRAME[0]}" in message:  # FRAME: pickle protocol 4 and up
+        return CheckpointError(
+            f"cannot read the checkpoint {ckpt.path}: it was saved with pickle protocol 4 or higher, which "
+            "torch.load(weights_only=True) does not read; save it again with torch.save's default protocol"
+        )
+    return corrupt(ckpt, "UnpicklingError: not a pickle")
+
+
+def to_module_dtypes(state: dict, module: nn.Module) -> str | None:
+    """Cast, in place, each floating tensor of `state` to the dtype of the module's tensor of the same name
+    (float32 for our networks: the run's `precision` decides the compute dtype, not the file); returns what was
+    cast, e.g. "float16 -> float32", or None. Integer tensors, and keys the module lacks, are left as they are
+    (load_state_dict reports unknown keys)."""
+    if not isinstance(state, dict):
+        return None
+    targets, casts = module.state_dict(), set()
+    for key, value in state.items():
+        target = targets.get(key)
+        floats = isinstance(value, torch.Tensor) and value.is_floating_point() and target is not None
+        if floats and target.is_floating_point() and value.dtype != target.dtype:
+            casts.add(f"{dtype_name(value.dtype)} -> {dtype_name(target.dtype)}")
+            state[key] = value.to(target.dtype)
+    return ", ".join(sorted(casts)) or None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

@@ -11,13 +11,18 @@ A kernel of side n is drawn on a 2n × 2n canvas of diagonal D = 2√2 n and the
    |θ_k| ~ Triangular(0, I θ_max, θ_max + 0.1) whose sign flips from the previous one's with probability j.
    (Directions, not turns: the walk is bounded in a cone, and I = 0 is a straight line.)
 4. The path z_k = Σ_{i≤k} s_i e^{iθ_i}, centred on its mean, rotated by U(0, π), put in the canvas middle.
-5. Rasterised as a 1-pixel line (the package's width ⌊D/150⌋ = 1 at n = 61), Gaussian-blurred with
-   σ = ⌊D/100⌋ px (PIL's GaussianBlur radius is a standard deviation), shrunk 2× with antialiasing, made
-   non-negative and normalised to sum 1.
+5. Rendered with PIL as the package renders it: drawn as a line of width ⌊D/150⌋ px (1 at n = 61, PIL's aliased
+   line) in white on a black 8-bit canvas, Gaussian-blurred by PIL's GaussianBlur of radius ⌊D/100⌋ (1 at
+   n = 61; PIL's radius is a standard deviation), shrunk 2× by PIL's Lanczos resize; 8-bit after each step, as
+   there. The result, as float64, is normalised to sum 1.
 
-Differences from the package, none of which change the law of the trajectory: the line is drawn by splatting
-points every ¼ px bilinearly (saturating at 1, as a drawn line does) instead of PIL's aliased line, and the 2×
-shrink is MATLAB's antialiased bicubic (physics/resize.py) instead of PIL's Lanczos; no 8-bit rounding.
+Differences from the package: its random draws come from numpy's global generator, ours from the caller's torch
+generator (the same laws, not the same draws for a seed); step 2's truncated Beta replaces its rejection loop
+(the same law); it draws on an RGB canvas and takes its grey at the end, we draw on a grey ('L') canvas (its
+three channels are equal, so the pixels are the same); its kernel is float32, ours float64; and where the path
+leaves the canvas altogether it divides by zero, we raise. The pixels follow the installed Pillow's line, blur
+and Lanczos, as the package's do (tests/test_motion.py renders our paths the package's way and compares pixels,
+and compares the law of our kernels with the package's).
 """
 
 from __future__ import annotations
@@ -25,9 +30,8 @@ from __future__ import annotations
 import math
 
 import torch
+from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
-
-from dps_exp.physics.resize import imresize
 
 EPS = 0.1
 """The package's constant added to the step scale and the largest angle."""
@@ -67,47 +71,25 @@ def triangular(u: Tensor, mode: float, high: float) -> Tensor:
     return torch.where(u < split, (u * high * mode).sqrt(), high - ((1 - u) * high * (high - mode)).sqrt())
 
 
-def rasterise(z: Tensor, side: int) -> Tensor:
-    """A polyline through the points z (x = real, y = imaginary, in pixels from the canvas corner) as a
-    (side, side) image of line coverage in [0, 1], sampled every ¼ pixel and splatted bilinearly."""
-    if len(z) > 1:
-        seg = z[1:] - z[:-1]
-        n = (seg.abs() * 4).ceil().clamp_min(1).long()
-        t = torch.cat([torch.arange(k, dtype=torch.float64) / k for k in n.tolist()])
-        points = z[:-1].repeat_interleave(n) + t * seg.repeat_interleave(n)
-        weight = (seg.abs() / n).repeat_interleave(n)  # each sample stands for its stretch of line
-    else:  # a one-step walk: a dot
-        points, weight = z, torch.ones(1, dtype=torch.float64)
-    canvas = torch.zeros(side, side, dtype=torch.float64)
-    x, y = points.real - 0.5, points.imag - 0.5  # pixel j covers [j, j + 1): its centre is at j + ½
-    x0, y0 = x.floor(), y.floor()
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        w = weight * (1 - (x - x0 - dx).abs()) * (1 - (y - y0 - dy).abs())
-        col, row = (x0 + dx).long(), (y0 + dy).long()
-        inside = (col >= 0) & (col < side) & (row >= 0) & (row < side)  # PIL clips the line at the canvas too
-        canvas.index_put_((row[inside], col[inside]), w[inside], accumulate=True)
-    return canvas.clamp(max=1.0)
-
-
-def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur (radius 3σ, zero outside the canvas) of a 2-D image."""
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = (g / g.sum())[None, None, :]
-    conv = torch.nn.functional.conv1d
-    rows = conv(img[:, None, :], g, padding=r)[:, 0, :]  # along x
-    return conv(rows.T[:, None, :], g, padding=r)[:, 0, :].T  # along y
+def render(z: Tensor, size: int) -> Tensor:
+    """The polyline through z (x = real, y = imaginary, in pixels of the 2·size canvas) rendered as the package
+    renders it (step 5), as a (size, size) uint8 image."""
+    side = 2 * size
+    diagonal = math.hypot(side, side)
+    img = Image.new("L", (side, side))  # the package's RGB canvas holds three equal channels: its grey is this
+    ImageDraw.Draw(img).line(
+        list(zip(z.real.tolist(), z.imag.tolist(), strict=True)), fill=255, width=int(diagonal / 150)
+    )
+    img = img.filter(ImageFilter.GaussianBlur(radius=int(diagonal * 0.01)))
+    img = img.resize((size, size), resample=Image.Resampling.LANCZOS)
+    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size)
 
 
 def motion_kernel(size: int, intensity: float, gen: torch.Generator) -> Tensor:
     """A (size, size) float64 motion-blur kernel, non-negative, summing to 1, drawn from `gen` alone."""
     side = 2 * size
-    diagonal = math.sqrt(2) * side
-    z = path(intensity, diagonal, gen) + complex(side / 2, side / 2)
-    line = rasterise(z, side)
-    sigma = int(diagonal * 0.01)  # the package's blur radius, 1 px at size 61
-    k = imresize(gaussian_blur(line, sigma) if sigma > 0 else line, 0.5).clamp_min(0)
+    z = path(intensity, math.hypot(side, side), gen) + complex(side / 2, side / 2)
+    k = render(z, size).double()
     total = k.sum()
     if not total > 0:  # the trajectory left the canvas altogether; the package divides by zero here
         raise RuntimeError(f"motion kernel of intensity {intensity} fell outside its {size}-px canvas")

@@ -167,9 +167,10 @@ def _load_full(path: Path) -> Tensor:
     from torchvision.io import ImageReadMode, decode_image
 
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB).float() / 255.0
+        img = decode_image(str(path), mode=ImageReadMode.RGB)  # uint8, or uint16 from a 16-bit PNG
     except Exception as err:
         raise DataError(f"cannot read image {path}: {err}") from None
+    return TF.to_dtype(img, torch.float32, scale=True)  # by the dtype's range: 16 bits / 255 would be white
 
 
 def heldout_crops(
