@@ -29,7 +29,7 @@ from dps_exp.config import build
 from dps_exp.denoisers.exact import exact_posterior
 from dps_exp.metrics.image import psnr
 from dps_exp.run.cli import compose
-from dps_exp.run.experiment import to_signed, to_unit
+from dps_exp.run.engine import to_signed, to_unit
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 
 SIGMA = 0.05  # measurement noise on the [-1, 1] scale, as every task of the paper

@@ -21,7 +21,8 @@ from dps_exp import batch
 from dps_exp.config import build
 from dps_exp.data.images import SampleImages
 from dps_exp.run.cli import CONF_DIR, compose
-from dps_exp.run.experiment import flatten, to_signed, to_unit
+from dps_exp.run.engine import to_signed, to_unit
+from dps_exp.run.points import flatten
 
 SIZE = 256
 TITLE = 46

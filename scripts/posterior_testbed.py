@@ -27,7 +27,8 @@ from dps_exp.errors import UserError
 from dps_exp.metrics.image import psnr
 from dps_exp.metrics.posterior import posterior_metrics
 from dps_exp.run.cli import compose
-from dps_exp.run.experiment import to_signed, to_unit, validate
+from dps_exp.run.engine import to_signed, to_unit
+from dps_exp.run.settings import validate
 from dps_exp.samplers.dps import DPS
 
 

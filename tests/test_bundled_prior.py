@@ -12,7 +12,7 @@ from dps_exp.config import resolve
 from dps_exp.denoisers.trained import ASSETS, TrainedADM
 from dps_exp.denoisers.weights import file_sha256
 from dps_exp.errors import ConfigError
-from dps_exp.run.experiment import validate
+from dps_exp.run.settings import validate
 from dps_exp.schedule import LinearSchedule
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 from tests.helpers import compose

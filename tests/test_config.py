@@ -6,7 +6,7 @@ import pytest
 
 from dps_exp.config import resolve
 from dps_exp.errors import ConfigError
-from dps_exp.run.experiment import validate
+from dps_exp.run.settings import validate
 from tests.helpers import cli, compose
 
 INVALID = {

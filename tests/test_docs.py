@@ -19,7 +19,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from dps_exp.run.cli import CONF_DIR
-from dps_exp.run.experiment import validate
+from dps_exp.run.settings import validate
 from tests.helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]

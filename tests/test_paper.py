@@ -11,7 +11,8 @@ import pytest
 
 from dps_exp import ASSETS
 from dps_exp.config import resolve
-from dps_exp.run.experiment import Run, validate
+from dps_exp.run.experiment import Run
+from dps_exp.run.settings import validate
 from tests.helpers import CONF_DIR, cli, compose
 
 PAPER = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml") if not p.stem.startswith("_"))

@@ -65,7 +65,7 @@ def physics_slice(physics, b):
 
 def test_diverged_rows_say_so(tmp_path, monkeypatch):
     run = Run(spec("data.limit=2"), tmp_path)
-    original = run.denoiser.forward
+    original = run.prior.forward
 
     def breaks_second(x_t, t):
         pred = original(x_t, t)
@@ -73,7 +73,7 @@ def test_diverged_rows_say_so(tmp_path, monkeypatch):
             pred.x0[1] = torch.nan
         return pred
 
-    monkeypatch.setattr(run.denoiser, "forward", breaks_second)
+    monkeypatch.setattr(run.prior, "forward", breaks_second)
     (summary,) = run.execute()
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["ok", "diverged"]
@@ -338,7 +338,7 @@ def test_diverged_results_are_said_on_the_console(tmp_path):
 
 def test_wandb_mode_dryrun_from_the_environment_runs_offline(monkeypatch):
     from dps_exp.config import build
-    from dps_exp.run.experiment import validate
+    from dps_exp.run.settings import validate
 
     monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's older name for offline, still accepted by wandb
     spec = resolve(compose(["logger=wandb"]))

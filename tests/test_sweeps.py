@@ -424,7 +424,7 @@ def test_a_job_that_already_lists_points_is_not_packed_with_others(tmp_path, lis
 
 def test_nested_per_sample_lists_are_refused():
     from dps_exp.errors import ConfigError
-    from dps_exp.run.experiment import validate
+    from dps_exp.run.settings import validate
     from tests.helpers import compose
 
     with pytest.raises(ConfigError, match="sampler.eta=.*must hold one value per point, not lists"):

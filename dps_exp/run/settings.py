@@ -79,7 +79,7 @@ class Identity:
         self.config = with_values(static, "", {k: None for k in per_sample})
         self.settings = {k: spec.get(k, default) for k, default in RESULT_KEYS.items()} | {
             "device": device_type,
-            "scored": list(scored),
+            "metrics": list(scored),
         }
         self.id = point_id({"config": self.config, "settings": self.settings})
 

@@ -40,7 +40,7 @@ class OptunaStudy(Sweeper):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         from dps_exp.errors import ConfigError
-        from dps_exp.run.experiment import validate
+        from dps_exp.run.settings import validate
         from hydra_plugins.dps_exp_sweeper.vectorized import compose_job
 
         parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)

@@ -56,7 +56,7 @@ class VectorizedSweeper(BasicSweeper):
         """The keys that may differ per sample in this job's composed config, and whether one of them already
         holds a list there (an experiment's `seed: [0, 1, 2, 3]`, a hand-written `sampler.eta=[0,1]`)."""
         from dps_exp.config import per_sample_keys
-        from dps_exp.run.experiment import GROUPS
+        from dps_exp.run.settings import GROUPS
         from dps_exp.run.points import get_dotted
 
         spec = self.compose(job)
@@ -108,7 +108,7 @@ class VectorizedSweeper(BasicSweeper):
         import sys
 
         from dps_exp.errors import ConfigError
-        from dps_exp.run.experiment import validate
+        from dps_exp.run.settings import validate
 
         def check(job: list[str]) -> ConfigError | None:
             try:
