@@ -51,7 +51,21 @@ GROUPS = ("schedule", "physics", "denoiser", "sampler", "data", "metrics", "logg
 
 
 class Settings:
-    """Top-level keys of conf/config.yaml."""
+    """Every run's seed, device and speed settings.
+
+    Args:
+        seed: each image's random streams derive from (seed, image index)
+        device: `auto` (CUDA when available; in a sweep on several GPUs each parallel job claims its own), `cpu` or
+            `cuda`
+        precision: `fp32` or `bf16`: autocast around the network (the DPS update stays fp32)
+        compile: `torch.compile` the network (its first steps are slow while it compiles)
+        channels_last: the network in channels_last memory format: faster on CPUs; on CUDA only with `compile=true`
+            (eager, the UNet's GroupNorms convert the layout back and forth; a warning says so)
+        progress: progress bars over images and sampler steps
+        resume: `true`: continue the newest run (with `-m`: sweep) whose overrides are the same, instead of a new
+            directory
+        sweep_jobs: set by the vectorized sweeper: the sequential job number of each packed point (leave it alone)
+    """
 
     def __init__(
         self,

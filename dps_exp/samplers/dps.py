@@ -61,7 +61,10 @@ def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tu
 
 
 class DPS:
-    """DPS (dps_facts.md §1–2). Each step, for the current timestep t and the next one t':
+    """DPS (dps_facts.md §1–2): the tutorial's loop, a DDIM(η) update plus −ζ∇‖y − A x̂0‖, or the official code's
+    ancestral DDPM step with the prior's learned variance.
+
+    Each step, for the current timestep t and the next one t':
 
         x̂0   = clip(D(x_t, t), −1, 1)                 prior's estimate of the clean image
         g    = ∇_{x_t} ‖y − A x̂0‖                      likelihood gradient (plain norm, per sample)
@@ -72,6 +75,19 @@ class DPS:
     variance over guided-diffusion's respaced timesteps (exactly `steps` of them; the paper runs 1000).
     η and ζ (`step_size`) may be (B,) tensors: one value per sample. `samples` draws per measurement are
     batched by the Run (dps_exp/run/draws.py).
+
+    Args:
+        steps: stride 1000 // steps (`variance=eta`); exactly `steps` respaced timesteps (`variance=learned`)
+        eta: η: 1 is DDPM-like ancestral sampling, 0 deterministic DDIM
+        step_size: ζ, the factor on ∇‖y − A x̂0‖ (1/√2 = the tutorial)
+        variance: `eta`: the tutorial's DDIM(η) update; `learned`: the official code's ancestral DDPM step with the
+            prior's learned variance (needs `denoiser=ffhq`, `imagenet` or `random_adm`). Paper: learned
+        samples: N posterior draws per measurement, batched like sweep points (same operator and measurement; draw 0 is
+            the single-draw result). N > 1 adds `<metric>_of_mean` (the metrics of the draws' mean) and, for priors
+            with an exact posterior (`gmm`, `gaussian`) under a linear operator with Gaussian noise and images of at
+            most 4096 values (e.g. 32×32 RGB: the algebra is dense), `mean_rmse`, `sliced_w2`, `coverage` with what
+            exact draws would score (`mean_rmse_floor`, `sliced_w2_floor`, `coverage_expected`); the panel gains the
+            mean
     """
 
     def __init__(
