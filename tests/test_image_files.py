@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dps_exp.data.images import ImageFolder, load_image
 from dps_exp.data.datasets import FFHQVal
+from dps_exp.data.images import ImageFolder, load_image
 from dps_exp.errors import DataError
 from tests.helpers import cli
 
