@@ -7,23 +7,31 @@ A component declares its parameters once, in `__init__`, e.g.
 and `validate(cfg)` checks the composed Hydra config against those signatures before anything is built, so a
 bad value stops the run with one line naming the key, the value and what is allowed. `PER_SAMPLE` marks the
 parameters that may differ per sample in a batch (their values arrive as (B,) tensors at build time).
+
+Values are checked by pydantic (`TypeAdapter` in strict JSON mode, as YAML types them: no "3" for 3, no true
+for 1, an int is a number, a list fits a tuple; NaN and ±inf are refused for every float); `Range` is a group
+of `annotated_types` bounds. This module walks the config's nodes (keys, required keys, nested `_target_`
+nodes, dataclass-typed parameters, per-sample lists) and turns pydantic's first error into the one-line
+`ConfigError`. `describe` says in words what an annotation allows: the same words for the error messages and
+the README's config reference (scripts/config_reference.py).
 """
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
+import functools
 import inspect
-import math
-import types
+import json
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+import annotated_types
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, get_method, instantiate
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from dps_exp.errors import ConfigError, UserError
 
@@ -31,24 +39,20 @@ TARGET = "_target_"
 
 
 @dataclass(frozen=True)
-class Range:
-    """Closed (or, with *_open, open) bounds on a number; None means unbounded on that side. (NaN and ±inf are
-    refused before, by the float check.)"""
+class Range(annotated_types.GroupedMetadata):
+    """Closed (or, with *_open, open) bounds on a number; None means unbounded on that side. It stands for
+    the `annotated_types` bounds Ge/Gt (lo) and Le/Lt (hi), which pydantic checks."""
 
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
 
-    def __contains__(self, v: float) -> bool:
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
-
-    def describe(self, name: str) -> str:
-        left = "" if self.lo is None else f"{self.lo:g} {'<' if self.lo_open else '≤'} "
-        right = "" if self.hi is None else f" {'<' if self.hi_open else '≤'} {self.hi:g}"
-        return f"{left}{name}{right}"
+    def __iter__(self) -> Iterator[annotated_types.BaseMetadata]:
+        if self.lo is not None:
+            yield annotated_types.Gt(self.lo) if self.lo_open else annotated_types.Ge(self.lo)
+        if self.hi is not None:
+            yield annotated_types.Lt(self.hi) if self.hi_open else annotated_types.Le(self.hi)
 
 
 class _PerSample:
@@ -57,7 +61,7 @@ class _PerSample:
 
 
 PER_SAMPLE = _PerSample()
-"""Annotation marker: the parameter may take a different value for each sample of a batch."""
+"""Annotation marker: the parameter may take a different value for each sample of a batch (pydantic ignores it)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -95,17 +99,93 @@ def _split_annotated(tp: Any) -> tuple[Any, tuple]:
     return tp, ()
 
 
+def is_per_sample(tp: Any) -> bool:
+    """Whether an annotation carries the PER_SAMPLE marker."""
+    return PER_SAMPLE in _split_annotated(tp)[1]
+
+
+def is_structured(tp: Any) -> bool:
+    """Whether a parameter's value is a mapping of another signature's keys (a dataclass such as ADMConfig)."""
+    return dataclasses.is_dataclass(_split_annotated(tp)[0])
+
+
 def per_sample_keys(node: Mapping, prefix: str) -> Iterator[str]:
     """Dotted keys under `node` whose parameter is marked PER_SAMPLE."""
     params = parameters(target_of(node))
     for name, value in node.items():
         if name == TARGET or name not in params:
             continue
-        tp, extras = _split_annotated(params[name][0])
-        if PER_SAMPLE in extras:
+        if is_per_sample(params[name][0]):
             yield f"{prefix}.{name}"
         elif isinstance(value, Mapping) and TARGET in value:
             yield from per_sample_keys(value, f"{prefix}.{name}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What an annotation allows: pydantic checks it, its JSON schema says it in words
+
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_NOUNS = {  # JSON-schema type: (singular, plural)
+    "integer": ("an integer", "integers"),
+    "number": ("a number", "numbers"),
+    "string": ("a string", "strings"),
+    "boolean": ("true or false", "true/false values"),
+    "object": ("a mapping", "mappings"),
+    "null": ("null", "nulls"),
+}
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp, config=_STRICT)
+
+
+@functools.cache
+def schema(tp: Any) -> dict:
+    """The JSON schema pydantic validates `tp` against (bounds as minimum/exclusiveMinimum/...)."""
+    return _adapter(tp).json_schema()
+
+
+def _non_null(s: dict) -> dict:
+    """`s` without its null alternative (X | None → X); nullability is said separately."""
+    options = [o for o in s.get("anyOf", ()) if o != {"type": "null"}]
+    return options[0] if len(options) == 1 else s
+
+
+def bounds(s: dict, name: str) -> str:
+    """`lo < name ≤ hi`-style bounds of a number schema ('' when it has none)."""
+    left = right = ""
+    if "minimum" in s or "exclusiveMinimum" in s:
+        left = f"{s['minimum']:g} ≤ " if "minimum" in s else f"{s['exclusiveMinimum']:g} < "
+    if "maximum" in s or "exclusiveMaximum" in s:
+        right = f" ≤ {s['maximum']:g}" if "maximum" in s else f" < {s['exclusiveMaximum']:g}"
+    return f"{left}{name}{right}" if left or right else ""
+
+
+def _noun(s: dict, plural: bool = False) -> str:
+    s = _non_null(s)
+    if "anyOf" in s:
+        return " or ".join(_noun(o, plural) for o in s["anyOf"])
+    if "enum" in s or "const" in s:
+        values = ", ".join(str(v) for v in s.get("enum", [s.get("const")]))
+        return f"values among {values}" if plural else f"one of {values}"
+    if s.get("type") == "array":
+        item = _noun(s.get("items", {}), plural=True) if s.get("items") else "values"
+        return f"lists of {item}" if plural else f"a list of {item}"
+    singular, many = _NOUNS.get(s.get("type", ""), ("a value", "values"))
+    return many if plural else singular
+
+
+def describe(tp: Any, name: str) -> str:
+    """What `tp` allows, in words: 'a number, 0 < mask ≤ 1', 'an integer, 1 ≤ limit, or null'."""
+    s = schema(tp)
+    inner = _non_null(s)
+    text = _noun(inner)
+    item = inner.get("items", {}) if inner.get("type") == "array" else inner
+    if limits := bounds(item, name + ("[i]" if item is not inner else "")):
+        text += f", {limits}"
+    return text + (", or null" if inner is not s else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -122,76 +202,46 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _explain(error: Mapping, tp: Any, key: str) -> typing.NoReturn:
+    """Raise pydantic's `error` (one of a ValidationError's) as the one-line ConfigError."""
+    s, where = schema(tp), ""
+    for part in error["loc"]:  # list indices; a union member's tag (never for X | None) stops the walk
+        items = _non_null(s).get("items")
+        if not isinstance(part, int) or items is None:
+            break
+        s, where = items, f"{where}[{part}]"
+    s, full = _non_null(s), key + where
+    if error["type"] in _BOUNDS:
+        allowed = "satisfy " + bounds(s, full.rsplit(".", 1)[-1])
+    elif error["type"] == "finite_number":  # nan and inf compare false or true with any bound
+        allowed = "be a finite number"
+    else:
+        allowed = "be " + _noun(s)
+    _fail(full, error["input"], allowed)
+
+
 def check_value(tp: Any, value: Any, key: str) -> None:
-    """Raise ConfigError unless `value` fits the annotation `tp` (types, Literal choices, Range bounds)."""
-    base, extras = _split_annotated(tp)
-    name = key.rsplit(".", 1)[-1]
-    if PER_SAMPLE in extras and isinstance(value, list | tuple | ListConfig):  # one value per sweep point
+    """Raise ConfigError unless `value` fits the annotation `tp` (types, Literal choices, bounds)."""
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if is_per_sample(tp) and isinstance(value, list | tuple):  # one value per sweep point
         if not value:
             _fail(key, value, "hold at least one value")
-        if any(isinstance(v, list | tuple | ListConfig) for v in value):
+        if any(isinstance(v, list | tuple) for v in value):
             _fail(key, value, "hold one value per point, not lists")
         for i, v in enumerate(value):
             check_value(tp, v, f"{key}[{i}]")
         return
-    origin, args = typing.get_origin(base), typing.get_args(base)
-
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return
-        options = [a for a in args if a is not type(None) and _representable(a)]
-        errors = []
-        for option in options:
-            try:
-                check_value(Annotated[option, *extras] if extras else option, value, key)
-                return
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={_show(value)} is not allowed")
-    if origin is Literal:
-        if value not in args:
-            _fail(key, value, "be one of " + ", ".join(str(a) for a in args))
-    elif base is bool:
-        if not isinstance(value, bool):
-            _fail(key, value, "be true or false")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, value, "be an integer")
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(key, value, "be a number")
-        if not math.isfinite(value):  # nan and inf compare false or true with any bound
-            _fail(key, value, "be a finite number")
-    elif base is str:
-        if not isinstance(value, str):
-            _fail(key, value, "be a string")
-    elif origin in (list, tuple, collections.abc.Sequence) or base in (list, tuple):
-        if not isinstance(value, list | tuple | ListConfig):
-            _fail(key, value, "be a list")
-        item = args[0] if args else Any
-        for i, v in enumerate(value):
-            check_value(Annotated[item, *extras] if extras else item, v, f"{key}[{i}]")
-        return
-    elif dataclasses.is_dataclass(base) or inspect.isclass(base) and isinstance(value, Mapping):
+    base, _ = _split_annotated(tp)
+    if dataclasses.is_dataclass(base) or inspect.isclass(base) and base is not Any and isinstance(value, Mapping):
         if not isinstance(value, Mapping):
             _fail(key, value, f"be a mapping of {base.__name__}'s keys")
         check_node(value, key, target=base)
         return
-
-    for extra in extras:
-        if isinstance(extra, Range) and value not in extra:
-            _fail(key, value, "satisfy " + extra.describe(name))
-
-
-def _representable(tp: Any) -> bool:
-    """Whether a type can come from YAML (tensors and modules in a Union are build-time only)."""
-    base, _ = _split_annotated(tp)
-    origin = typing.get_origin(base)
-    if origin is Literal or base in (bool, int, float, str, type(None), Any):
-        return True
-    if origin in (list, tuple, collections.abc.Sequence, typing.Union, types.UnionType):
-        return all(_representable(a) for a in typing.get_args(base) if a is not Ellipsis)
-    return dataclasses.is_dataclass(base)
+    try:  # config values are JSON data: strict JSON mode takes a list for a tuple, never "3" for 3 or true for 1
+        _adapter(tp).validate_json(json.dumps(value, allow_nan=True))
+    except ValidationError as err:
+        _explain(err.errors()[0], tp, key)
 
 
 def check_node(node: Mapping, key: str, target: Any | None = None) -> None:
@@ -210,7 +260,7 @@ def check_node(node: Mapping, key: str, target: Any | None = None) -> None:
         if name == TARGET or name.startswith("_"):
             continue
         full = f"{key}.{name}" if key else name
-        if name not in params:
+        if name not in params or name in injected:
             valid = ", ".join(n for n in params if n not in injected) or "none"
             where = f"{key} ({target.__name__})" if key else "the top level"
             raise ConfigError(f"{full} is not a key of {where}; valid keys: {valid}")

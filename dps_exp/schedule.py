@@ -63,7 +63,13 @@ class Schedule:
 
 
 class LinearSchedule(Schedule):
-    """β linear from `beta_start` to `beta_end` over `num_train_steps` steps (DDPM; the DPS paper's priors)."""
+    """β linear from `beta_start` to `beta_end` over `num_train_steps` steps (DDPM; the DPS paper's priors).
+
+    Args:
+        beta_start: β at t = 0
+        beta_end: β at t = T − 1
+        num_train_steps: T, the number of training timesteps
+    """
 
     def __init__(
         self,

@@ -55,7 +55,16 @@ class FFHQVal(Images):
     """The DPS validation set: FFHQ images `first` … `first + count − 1` in file-name order (the paper: the
     first 1000, 00000–00999), from the folder `root` (searched recursively) or from the Hugging Face dataset
     repository `hub_repo` (at `hub_revision`; only files matching `hub_patterns` are fetched). The repository
-    must hold image files (PNG/JPEG), not Parquet shards."""
+    must hold image files (PNG/JPEG), not Parquet shards.
+
+    Args:
+        root: a folder of FFHQ PNG/JPEG files, searched recursively, sorted by path
+        hub_repo: instead of `root`: a Hub dataset repository, fetched with `huggingface_hub` (offline: from its cache)
+        hub_revision: a commit of `hub_repo` to pin
+        hub_patterns: which files of `hub_repo` to fetch, e.g. `["images1024x1024/00000/*"]`
+        first: index of the first image. Paper: 0
+        count: how many images from `first` on. Paper: 1000 (00000–00999)
+    """
 
     def __init__(
         self,
@@ -86,7 +95,12 @@ class FFHQVal(Images):
 
 class ImageNetVal(Images):
     """Images named in `file_list` (a text file, one path per line, relative to `root`; blank lines and lines
-    starting with # are skipped), in that order."""
+    starting with # are skipped), in that order.
+
+    Args:
+        root: the folder the file list's paths are relative to
+        file_list: text file, one image path per line (`#` comments and blank lines skipped)
+    """
 
     def __init__(
         self,

@@ -62,7 +62,15 @@ class Images(DataSource):
     """A fixed, ordered list of image files. `limit` keeps the first N; `batch_size` bounds how many
     samples (images × sweep points) go through the sampler together; `shard`/`num_shards` keep every
     num_shards-th image from `shard` on (indices, hence seeds, stay those of the whole list). `start` is the
-    index of the first file, when the list is a slice of a longer one."""
+    index of the first file, when the list is a slice of a longer one.
+
+    Args:
+        size: images are centre-cropped to a square and resized to size × size
+        batch_size: samples (images × sweep points) per sampler call
+        limit: keep the first N images (null: all)
+        shard: this job runs the images whose index ≡ shard (mod num_shards); merge shards with `scripts/merge_runs.py`
+        num_shards: how many jobs the images are split over (see `shard`)
+    """
 
     def __init__(
         self,
@@ -93,7 +101,7 @@ class Images(DataSource):
 
 
 class SampleImages(Images):
-    """Four photographs bundled with the package (see assets/SOURCES.md); the first is a face."""
+    """Four photographs bundled with the package (face, cat, coffee, rocket; dps_exp/assets/SOURCES.md)."""
 
     def __init__(
         self,
@@ -107,9 +115,15 @@ class SampleImages(Images):
 
 
 class ImageFolder(Images):
-    """Everything named *.png/*.jpg/*.jpeg directly in `root`, in sorted order. What is not a readable image file
+    """Everything named *.png/*.jpg/*.jpeg directly in `root`, in sorted order; 8- and 16-bit files are each read at
+    their own range, grey and palette images become RGB, alpha is dropped. What is not a readable image file
     (a symlink loop, a dangling symlink, a folder, a corrupt file) stays in the list and is recorded as unreadable
-    when loaded, rather than left out unsaid."""
+    when loaded, rather than left out unsaid; running again into the directory tries it again (mended, an image's
+    new row replaces the old one).
+
+    Args:
+        root: the folder
+    """
 
     def __init__(
         self,

@@ -29,6 +29,14 @@ class PriorSamples(DataSource):
 
     Images are (C, size, size), returned on the [0, 1] scale as the run expects but NOT clipped: the
     ground truth stays an exact prior draw (a few values of a Gaussian draw fall outside [-1, 1]).
+
+    Args:
+        prior: the prior's config node
+        count: how many images
+        seed: image i is drawn from a stream seeded by (seed, i): it does not depend on count or limit
+        size: H = W (the GMM's `image_size`, else 8)
+        batch_size: samples per sampler call
+        limit: keep the first N images
     """
 
     def __init__(

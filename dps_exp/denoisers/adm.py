@@ -21,7 +21,22 @@ from dps_exp.errors import ConfigError
 
 @dataclass(frozen=True)
 class ADMConfig:
-    """Architecture hyperparameters, named as in guided-diffusion's `create_model`."""
+    """Architecture hyperparameters, named as in guided-diffusion's `create_model`.
+
+    Args:
+        image_size: the image side the network is built for (`attention_resolutions` count at it)
+        in_channels: input channels (3: RGB)
+        model_channels: channels of the first level
+        out_channels: 3: ε only (fixed variance); 6: ε and the learned-range variance v
+        num_res_blocks: residual blocks per level
+        attention_resolutions: feature-map sizes (at `image_size`) that get attention
+        channel_mult: each level's channels as multiples of `model_channels`; every level but the last halves H and W
+        num_head_channels: channels per attention head
+        dropout: dropout rate in the residual blocks
+        resblock_updown: down- and upsample with residual blocks (else with plain resampling layers)
+        use_scale_shift_norm: the timestep embedding scales and shifts the normalised features (else it is added)
+        norm_groups: GroupNorm groups: every level's channels must be a multiple of it
+    """
 
     image_size: int = 256
     in_channels: int = 3

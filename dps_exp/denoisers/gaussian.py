@@ -16,7 +16,9 @@ from dps_exp.schedule import Schedule
 
 
 class StationaryGaussian(Denoiser, ExactPrior):
-    """x0 ~ N(μ, Σ_c ⊗ K): a Gaussian field, stationary (periodic) in space and correlated across colours.
+    """x0 ~ N(μ, Σ_c ⊗ K), a stationary (periodic) Gaussian field with power spectrum ∝ (|k|² + k0²)^(−α/2) and
+    correlated colours. Its posterior-mean denoiser is exact (a Wiener filter by FFT), so it needs no weights and runs
+    at any size; its exact posterior is known too (`dps_exp.denoisers.exact`).
 
     Σ_c = std² · ((1 − ρ) I + ρ 11ᵀ) is the colour covariance (ρ = `color_correlation`); K is circulant with
     unit diagonal and eigenvalues (power spectrum) P(k) ∝ (|k|² + k0²)^(−α/2) over the integer frequencies k
@@ -28,6 +30,13 @@ class StationaryGaussian(Denoiser, ExactPrior):
 
     It needs no weights, runs at any size, and its exact posterior is known: a test bed for DPS. The
     defaults are fitted roughly to natural photographs on the [-1, 1] scale.
+
+    Args:
+        alpha: power-spectrum exponent α (natural images: 2–3.5)
+        std: marginal std of a pixel on the [-1, 1] scale
+        color_correlation: correlation ρ between any two channels
+        mean: per-channel mean on the [-1, 1] scale
+        cutoff: k0 in cycles per image: flattens the spectrum below it
     """
 
     def __init__(

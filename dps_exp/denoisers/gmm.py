@@ -17,8 +17,9 @@ from dps_exp.schedule import Schedule
 
 
 class GaussianMixture(Denoiser, ExactPrior):
-    """x0 ~ Σ_k π_k N(μ_k, Σ_k) over images (C, H, W) = (`channels`, `image_size`, `image_size`), flattened
-    to d = C·H·W dimensions, on the [-1, 1] scale.
+    """x0 ~ Σ_k π_k N(μ_k, Σ_k) over small images (C, H, W) = (`channels`, `image_size`, `image_size`), flattened to d
+    = C·H·W dimensions, on the [-1, 1] scale, with its exact MMSE denoiser E[x0 | x_t] at every t and an exact
+    posterior: the test bed that says how far DPS samples are from the true posterior (docs/priors.md).
 
     Drawn from `seed` unless given: μ_k ~ N(0, mean_scale² I); Σ_k = U_k diag(λ) U_kᵀ with U_k a random
     rotation and λ_i ∝ (i + 1)^(−decay), scaled so a pixel's mean variance is std² (decay 0: isotropic; larger:
@@ -33,6 +34,18 @@ class GaussianMixture(Denoiser, ExactPrior):
 
     (responsibilities by log-sum-exp). Float64 inside, float32 out. `schedule` is supplied by the run; the
     default (the linear schedule) serves when the prior is built only to draw ground truth.
+
+    Args:
+        channels: C
+        image_size: H = W; the dimension is d = C·H·W
+        components: K
+        seed: seeds the means, the covariance rotations (Haar) and nothing else
+        mean_scale: component means ~ N(0, mean_scale²) per pixel, [-1, 1] scale
+        std: mean per-pixel std within a component
+        decay: covariance eigenvalues ∝ (i + 1)^−decay: 0 isotropic, larger more correlated pixels
+        weights: K mixture weights, ≥ 0, summing to 1 (null: uniform)
+        means: K × d explicit means (null: drawn)
+        covariances: K × d × d explicit covariances, symmetric positive semi-definite (null: drawn)
     """
 
     def __init__(

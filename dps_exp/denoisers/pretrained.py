@@ -16,9 +16,22 @@ log = logging.getLogger(__name__)
 
 
 class PretrainedADM(NetworkDenoiser):
-    """An ADM UNet (`architecture`: `ffhq` or `imagenet`, dps_facts.md §2) with weights from the Hugging Face
-    Hub (`repo_id`/`filename` at `revision`) or from a local `checkpoint` file. `sha256`, when given, pins
-    the exact file. `checkpointing` trades time for memory at large batch (activation checkpointing).
+    """The DPS paper's priors: our own implementation of the guided-diffusion (ADM) UNet (dps_facts.md §2) with ε and
+    learned-range variance outputs, weights from the Hugging Face Hub (`repo_id`/`filename` at `revision`) or a local
+    `checkpoint`, checked against the size and sha256 the Hub reports (a cached copy against the sha256 it was stored
+    under) and recorded as `prior` in every result row. A missing file, a failed download, a checksum or state-dict
+    mismatch stops the run with what to do.
+
+    Args:
+        architecture: `ffhq`: 128 channels, 1 res block, attention at 16 px (93.6 M parameters); `imagenet`: 256
+            channels, 2 res blocks, attention at 32, 16, 8 px (552.8 M)
+        repo_id: Hugging Face Hub model repository
+        filename: file in it (`diffusion_ffhq_10m.pt`: 357 MB; `diffusion_openai.pt`: 2.1 GB)
+        revision: a Hub commit (or branch, tag) to pin; null: the latest
+        checkpoint: a local file instead of the Hub
+        sha256: pin the exact file: a different one stops the run
+        checkpointing: activation checkpointing: each block recomputes its activations in the backward pass (less
+            memory at large batch, one more forward pass of time)
     """
 
     learned_variance = True
@@ -45,7 +58,13 @@ class PretrainedADM(NetworkDenoiser):
 class RandomADM(NetworkDenoiser):
     """An ADM UNet of the named architecture with random weights: for timing and plumbing only, its
     reconstructions mean nothing. (PyTorch's default initialisation, plus small random values where
-    guided-diffusion initialises to zero, so every layer does real work and activations stay O(1).)"""
+    guided-diffusion initialises to zero, so every layer does real work and activations stay O(1).)
+
+    Args:
+        architecture: `ffhq` or `imagenet`, the networks of `denoiser=ffhq` and `denoiser=imagenet`
+        seed: seeds the random weights
+        checkpointing: activation checkpointing: less memory at large batch, more time
+    """
 
     learned_variance = True
 

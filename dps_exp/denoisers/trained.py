@@ -75,6 +75,11 @@ class TrainedADM(NetworkDenoiser):
     the path of a NAME.safetensors (or its card NAME.json) written by the training script. The file must
     match the sha256 on its card, and the run's schedule the one it was trained with. The network is fully
     convolutional (with attention at its coarsest level): it runs on any H, W divisible by 2^(levels − 1).
+
+    Args:
+        weights: a bundled prior's name, or the path of a `NAME.safetensors` (its card `NAME.json` beside it) written
+            by `scripts/train_prior.py`; the file must match the sha256 on its card
+        checkpointing: activation checkpointing: less memory at large batch, more time
     """
 
     def __init__(self, schedule: Schedule, weights: str = "natural32", checkpointing: bool = False):

@@ -44,12 +44,21 @@ def to_uint8(x: Tensor) -> Tensor:
 
 
 class Metrics:
-    """Scores reconstructions against ground truth, both (B, 3, H, W) in [0, 1].
+    """Scores reconstructions against ground truth, both (B, 3, H, W) in [0, 1] as they are (clipped, no per-image
+    min–max rescaling).
 
     `names`: psnr, ssim and lpips are scored per image by `__call__` ({name: (B,)}); fid is scored over a
     whole set by `fid`. `lpips_net`: LPIPS's backbone, `vgg` (the DPS evaluation) or `alex` (LPIPS's own
     default). `fid_features`: the Inception layer FID compares, 2048 (the standard, the paper's) or a smaller
     one. Backbone weights come from the torch hub cache (`dps_exp.metrics.backbones`); `check` fetches them up front.
+
+    Args:
+        names: per image: torchmetrics PSNR and SSIM (data range 1), LPIPS; over each run's whole set: FID
+            (torchmetrics, needs the `fid` extra), between the 8-bit reconstructions and the ground truth, computed
+            from disk at the end (null with a reason below 2 images or for an interrupted run)
+        lpips_net: LPIPS backbone: `vgg` (the DPS evaluation script's) or `alex` (LPIPS's default)
+        fid_features: Inception features FID compares: 2048 (standard, the paper's); 64, 192, 768 are cheaper and not
+            comparable
     """
 
     def __init__(

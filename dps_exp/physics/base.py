@@ -16,6 +16,9 @@ class Physics:
 
     Random parts (masks, kernels) are drawn by `draw` from per-sample CPU generators, so the operator a
     sample gets does not depend on the device or on the rest of its batch.
+
+    Args:
+        noise: the measurement noise: a `physics/noise` option's node (`gaussian` unless the option says otherwise)
     """
 
     def __init__(self, noise: Noise):

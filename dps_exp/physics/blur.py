@@ -53,6 +53,11 @@ class Blur(LinearPhysics):
     method: `direct` (torch's grouped conv2d), `fft` (the same sums by FFT, exact: the transform is long
     enough that nothing wraps around) or `auto` (FFT from FFT_FROM pixels up). Kernels are (B, 1, k, k),
     float64 on the CPU when drawn, saved with each result.
+
+    Args:
+        kernel_size: kernel window side in pixels, odd. Paper: 61
+        method: `direct` (grouped conv2d), `fft` (same sums, exact) or `auto`: FFT from 17 px up (at 61 px it is 7–35×
+            faster on a 2-core CPU, `scripts/bench_blur.py`)
     """
 
     def __init__(self, kernel_size: int, method: str, noise: Noise | None):
@@ -117,11 +122,16 @@ class Blur(LinearPhysics):
 
 
 class GaussianBlur(Blur):
-    """A Gaussian kernel of standard deviation `std` pixels in a `kernel_size` window (the paper: 61×61, std 3).
+    """Reflect padding by kernel_size // 2, then each channel convolved with a Gaussian kernel of standard deviation
+    `std` pixels in a `kernel_size` window (scipy's `gaussian_filter` of a delta: cut at 4 std, summing to 1; the
+    paper: 61×61, std 3).
 
     It is the kernel the official code gets from scipy.ndimage.gaussian_filter on a centred delta: outer(g, g)
     with g_t ∝ exp(−t² / 2σ²) for |t| ≤ ⌊4σ + ½⌋ (scipy's truncate = 4), zero beyond, summing to 1. A std whose
     4σ exceeds the window is cut by it and renormalised.
+
+    Args:
+        std: standard deviation in pixels. Paper: 3.0
     """
 
     def __init__(
@@ -143,13 +153,20 @@ class GaussianBlur(Blur):
 
 
 class MotionBlur(Blur):
-    """A random-trajectory motion kernel (physics/motion.py, after the `motionblur` generator the paper used),
-    61×61 at intensity 0.5 in the paper.
+    """The Gaussian blur's convolution with a random-trajectory kernel instead: our implementation (physics/motion.py)
+    of the `motionblur` generator the paper used, 61×61 at intensity 0.5 in the paper.
 
     kernel_per `image`: each image's kernel is drawn from its own operator stream (run seed, image index), so
     it repeats for the same seed and differs between images. `run`: one kernel for the whole run, drawn from
     `kernel_seed`, as the official code does (it draws one per run); it does not follow `seed`, which a
     sweep may pack into a list (one value per sample).
+
+    Args:
+        intensity: trajectory irregularity (0: a straight segment; longer, bent paths as it grows). Paper: 0.5
+        kernel_per: `image`: a kernel per image, from its seed and index; `run`: one kernel for every image, as the
+            official code
+        kernel_seed: the seed of the one kernel when `kernel_per=run`; independent of `seed`, so a seed sweep varies
+            the sampling noise over one operator
     """
 
     def __init__(

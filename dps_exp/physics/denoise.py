@@ -9,7 +9,7 @@ from dps_exp.physics.noise import Noise
 
 
 class Denoising(LinearPhysics):
-    """y = x + n: A = A_T = A⁺ = I."""
+    """y = x + n: A = A_T = A⁺ = I, for pure denoising and sanity checks."""
 
     def __init__(self, noise: Noise | None = None):
         super().__init__(noise or Noise())

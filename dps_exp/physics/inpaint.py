@@ -37,10 +37,15 @@ class Masking(LinearPhysics):
 
 
 class RandomInpainting(Masking):
-    """Each pixel kept independently with probability `mask`.
+    """y = m ⊙ x + n with one Bernoulli mask per image, shared by the three channels: each pixel is kept independently
+    with probability `mask`.
 
     `mask` is the fraction of pixels KEPT (the tutorial's and deepinv's convention: mask=0.1 hides 90%;
     the paper's random inpainting hides 92%, mask=0.08; the official code's default hides 30–70%).
+
+    Args:
+        mask: fraction of pixels kept. 0.1 is the tutorial's; the paper hides 92%: 0.08 (`inpaint_random_paper`); the
+            official code's config hides a uniform 30–70%
     """
 
     def __init__(
@@ -59,13 +64,19 @@ class RandomInpainting(Masking):
 
 
 class BoxInpainting(Masking):
-    """A `box`×`box` square hidden (m = 0), the rest kept.
+    """A `box`×`box` square hidden (m = 0), the rest kept; the mask is shared by the channels.
 
     placement `random`: the top-left corner is drawn per image, uniformly over every position that keeps
     `margin` pixels between the box and each image border (the paper: a 128 px box, 16 px margin, at 256 px).
     The official code (util/img_utils.py, `random_sq_bbox`) draws from `randint(margin, size − margin − box)`,
     whose exclusive upper end leaves out the one position touching the far margin; here both ends are in.
     placement `center`: the box sits in the middle of the image.
+
+    Args:
+        box: side of the hidden square in pixels. Paper: 128 at 256 px. box + 2·margin must fit the image
+        margin: least distance in pixels between the box and each image border. Paper: 16
+        placement: `random`: corner drawn per image (uniform over all positions inside the margin), as the paper;
+            `center`
     """
 
     def __init__(

@@ -30,6 +30,12 @@ class Noise:
       `none`      y = A x.
 
     σ and λ may differ per sample ((B,) tensors).
+
+    Args:
+        kind: `gaussian` (y = A x + σ ε), `poisson` (photon counts, see Conventions) or `none`; each kind reads its own
+            keys
+        sigma: Gaussian std on the [-1, 1] scale (`kind=gaussian`). Paper: 0.05 (0.025 on [0, 1])
+        rate: Poisson rate λ: a white pixel counts 255·λ photons on average (`kind=poisson`). Paper: 1.0
     """
 
     def __init__(

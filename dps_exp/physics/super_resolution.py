@@ -16,14 +16,17 @@ from dps_exp.physics.resize import resize_matrix
 
 
 class SuperResolution(LinearPhysics):
-    """Downsampling by `factor` as MATLAB's `imresize(x, 1/factor)` (bicubic, antialiased; physics/resize.py):
-    a 256 px image becomes 64 px at factor 4 (the paper's setting).
+    """Downsampling by `factor` as MATLAB's `imresize(x, 1/factor)` (bicubic, antialiased; physics/resize.py, the
+    paper's resizer), as a matrix per image side: a 256 px image becomes 64 px at factor 4 (the paper's setting).
 
     Per channel, with the resize matrices R_H (h, H) and R_W (w, W):
         A x   = R_H X R_Wᵀ
         A_T y = R_Hᵀ Y R_W                  (the exact adjoint; the official code's `transpose` is a nearest
                                              upsampling instead, which is not)
         A⁺ y  = R_H⁺ Y R_W⁺ᵀ                (the exact Moore–Penrose pseudo-inverse: A = R_H ⊗ R_W)
+
+    Args:
+        factor: downsampling factor; the measurement has ⌈size / factor⌉ pixels a side. Paper: 4 (256 → 64 px)
     """
 
     def __init__(self, factor: Annotated[float, Range(1, None)] = 4, noise: Noise | None = None):

@@ -32,6 +32,15 @@ class WandbLogger(Logger):
 
     mode: `offline` (default: needs no account or network; `wandb sync` uploads later), `online`, `disabled`;
     `dryrun`, W&B's older name for offline, is taken as offline (it may come from `$WANDB_MODE`).
+
+    Args:
+        mode: `offline` (no account or network needed; W&B's older `dryrun` is taken as offline), `online` or
+            `disabled`; the option takes `$WANDB_MODE` when it is set
+        project: W&B project
+        entity: W&B entity (team or user)
+        group: W&B group
+        tags: W&B tags
+        log_images: upload the PNG panels
     """
 
     def __init__(

@@ -21,7 +21,29 @@ another memory layout round differently, several draws add set scores to each ro
 
 
 class Settings:
-    """Top-level keys of conf/config.yaml."""
+    """Every run's seed, device, speed and draw settings (the top-level keys of conf/config.yaml).
+
+    Args:
+        seed: each image's random streams derive from (seed, image index)
+        device: `auto` (CUDA when available; in a sweep on several GPUs each parallel job claims its own), `cpu` or
+            `cuda`
+        precision: `fp32` or `bf16`: autocast around the network (the DPS update stays fp32)
+        compile: `torch.compile` the network (its first steps are slow while it compiles)
+        channels_last: the network in channels_last memory format: faster on CPUs; on CUDA only with `compile=true`
+            (eager, the UNet's GroupNorms convert the layout back and forth; a warning says so)
+        samples: N posterior draws per measurement, batched like sweep points (same operator and measurement; draw 0
+            is the single-draw result). N > 1 adds `<metric>_of_mean` (the metrics of the draws' mean) and, for priors
+            with an exact posterior (`gmm`, `gaussian`) under a linear operator with Gaussian noise and images of at
+            most 4096 values (e.g. 32×32 RGB: the algebra is dense), `mean_rmse`, `sliced_w2`, `coverage` with what
+            exact draws would score (`mean_rmse_floor`, `sliced_w2_floor`, `coverage_expected`); the panel gains the
+            mean
+        optimized_metric: the job's return value, for sweepers (Optuna): the mean over its points of this per-image
+            metric's mean (it must be scored: one of `metrics.names`)
+        progress: progress bars over images and sampler steps
+        resume: `true`: continue the newest run (with `-m`: sweep) whose overrides are the same, instead of a new
+            directory
+        sweep_jobs: set by the vectorized sweeper: the sequential job number of each packed point (leave it alone)
+    """
 
     def __init__(
         self,

@@ -47,7 +47,10 @@ def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tu
 
 
 class DPS(Sampler):
-    """DPS (dps_facts.md §1–2). Each step, for the current timestep t and the next one t':
+    """DPS (dps_facts.md §1–2): the tutorial's loop, a DDIM(η) update plus −ζ∇‖y − A x̂0‖, or the official code's
+    ancestral DDPM step with the prior's learned variance.
+
+    Each step, for the current timestep t and the next one t':
 
         x̂0   = clip(D(x_t, t), −1, 1)                 prior's estimate of the clean image
         g    = ∇_{x_t} ‖y − A x̂0‖                      likelihood gradient (per sample; `distance` below)
@@ -59,6 +62,16 @@ class DPS(Sampler):
     η and ζ (`step_size`) may be (B,) tensors: one value per sample. `distance` is the norm of the likelihood
     step (dps_exp/samplers/consistency.py): by default the noise model's, the plain norm under Gaussian noise
     and the paper's weighted norm under Poisson noise; `official` is the official code's Poisson term.
+
+    Args:
+        steps: stride 1000 // steps (`variance=eta`); exactly `steps` respaced timesteps (`variance=learned`)
+        eta: η: 1 is DDPM-like ancestral sampling, 0 deterministic DDIM
+        step_size: ζ, the factor on ∇‖y − A x̂0‖ (1/√2 = the tutorial)
+        variance: `eta`: the tutorial's DDIM(η) update; `learned`: the official code's ancestral DDPM step with the
+            prior's learned variance (needs `denoiser=ffhq`, `imagenet` or `random_adm`). Paper: learned
+        distance: the likelihood step's norm: `auto` (the noise model's: the plain ‖y − A x̂0‖ under Gaussian noise,
+            the paper's weighted norm under Poisson noise), `plain`, `weighted` (Poisson only) or `official` (the
+            official code's Poisson term ‖y − A x̂0‖ · mean 1/|y|, Poisson only; its step sizes carry over)
     """
 
     divergence_hint = "a smaller sampler.step_size usually helps"

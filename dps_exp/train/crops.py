@@ -83,6 +83,19 @@ class PhotoCrops:
     Each draw picks an image uniformly, then a scale from `scales` (the image is pre-resized by it, so small
     crops also see whole objects, not only texture), a position, and a horizontal flip; crops that are flat
     (std < min_std on the [0, 1] scale) or near-black (mean < min_mean) are drawn again.
+
+    Args:
+        root: a folder of PNG/JPEG files; null: the photographs bundled with scikit-image (astronaut, chelsea, coffee,
+            rocket, motorcycle left/right, immunohistochemistry, retina, hubble_deep_field, and the grey camera, brick,
+            grass, gravel, moon, coins, replicated to RGB) and matplotlib's grace_hopper
+        images: which images (names, or file names under root); null: all but the held-out ones
+        holdout: whole images kept out for evaluation (the four demo photographs)
+        crop: crop side
+        scales: each image is also used downscaled by these factors (antialiased), so crops hold objects, not only
+            texture
+        min_std: crops with a smaller std (on [0, 1]) are flat: drawn again
+        min_mean: crops with a smaller mean are near-black: drawn again
+        flip: random horizontal flips
     """
 
     def __init__(

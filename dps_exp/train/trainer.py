@@ -55,6 +55,24 @@ class Trainer:
     AdamW with a linear warm-up to `lr`, gradient-norm clipping, and an EMA of the weights (the EMA is what
     ships). `steps` bounds the step count and `max_minutes` the wall time (summed over resumes), whichever
     comes first. `precision=bf16` runs the network under CPU/GPU bf16 autocast (the loss is fp32).
+
+    Args:
+        name: names the output files
+        steps: at most this many steps
+        max_minutes: wall-time budget in minutes summed over resumes (null: none); whichever of the two ends first
+        batch_size: crops per step
+        lr: AdamW learning rate after warm-up
+        warmup: linear warm-up steps
+        weight_decay: AdamW weight decay
+        grad_clip: gradient-norm clip
+        ema: EMA decay, with a warm-up (1 + n)/(10 + n) early on
+        precision: `bf16` (autocast around the network, ~1.9× faster on CPUs with bf16 instructions) or `fp32`
+        threads: `torch.set_num_threads` (null: torch's default)
+        seed: seeds the initial weights and the one generator that draws crops, timesteps and noise
+        checkpoint_every: steps between checkpoints
+        log_every: steps per `loss.csv` row
+        resume: a `checkpoint.pt` or a run directory to continue from
+        progress: progress bar
     """
 
     def __init__(

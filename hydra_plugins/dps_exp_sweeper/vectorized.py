@@ -56,8 +56,8 @@ class VectorizedSweeper(BasicSweeper):
         """The keys that may differ per sample in this job's composed config, and whether one of them already
         holds a list there (an experiment's `seed: [0, 1, 2, 3]`, a hand-written `sampler.eta=[0,1]`)."""
         from dps_exp.config import per_sample_keys
-        from dps_exp.run.settings import GROUPS
         from dps_exp.run.points import get_dotted
+        from dps_exp.run.settings import GROUPS
 
         spec = self.compose(job)
         keys = {"seed"} | {k for g in GROUPS if g in spec for k in per_sample_keys(spec[g], g)}
