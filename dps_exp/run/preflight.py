@@ -18,13 +18,15 @@ FLAGS_WITH_VALUE = ("--config-path", "-cp", "--config-name", "-cn", "--config-di
 
 
 def task_overrides(argv: Sequence[str]) -> list[str]:
-    """The overrides of the task config (not Hydra's own, not flags)."""
+    """The overrides that make the task config: not flags, not Hydra's own settings but its search path (which
+    may add config options)."""
     out, skip = [], False
     for arg in argv:
         if skip or arg.startswith("-"):
             skip = arg in FLAGS_WITH_VALUE
             continue
-        if not arg.lstrip("+~").startswith(("hydra.", "hydra/")):
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key == "hydra.searchpath" or not key.startswith(("hydra.", "hydra/")):
             out.append(arg)
     return out
 
