@@ -78,21 +78,24 @@ def test_vectorized_equals_sequential(tmp_path):
 
 
 class RecordingLauncher:
-    """A launcher that runs nothing: it records the batches it is handed (job overrides, first job number)."""
+    """A launcher that runs nothing: it records the batches it is handed (first job number, job overrides) and
+    returns `value(job)` for each job (an exception: the job failed with it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, value=lambda job: 0.0) -> None:
         self.batches: list[tuple[int, list[list[str]]]] = []
+        self.value = value
 
     def launch(self, batch, initial_job_idx):
         from hydra.core.utils import JobReturn, JobStatus
 
         self.batches.append((initial_job_idx, [list(job) for job in batch]))
-        return [JobReturn(status=JobStatus.COMPLETED, _return_value=0.0) for _ in batch]
+        values = [self.value(job) for job in batch]
+        return [JobReturn(status=JobStatus.FAILED if isinstance(v, Exception) else JobStatus.COMPLETED, _return_value=v)
+                for v in values]  # fmt: skip
 
 
-def swept(overrides: list[str], sweep_dir: Path) -> tuple[list, dict]:
-    """What the configured sweeper hands its launcher for `-m OVERRIDES`, and the multirun.yaml it writes (its own
-    node, the one choice and the Hydra overrides that differ between sweepers left out)."""
+def sweep_in_process(overrides: list[str], sweep_dir: Path, launcher: RecordingLauncher) -> None:
+    """`python -m dps_exp.run -m OVERRIDES` with the configured sweeper, in this process, on this launcher."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.plugins import Plugins
     from hydra.types import HydraContext, RunMode
@@ -105,12 +108,19 @@ def swept(overrides: list[str], sweep_dir: Path) -> tuple[list, dict]:
         sweeper = Plugins.instance().instantiate_sweeper(
             hydra_context=HydraContext(config_loader=loader, callbacks=None), task_function=None, config=cfg
         )
-        sweeper.launcher = RecordingLauncher()
+        sweeper.launcher = launcher
         sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
+
+
+def swept(overrides: list[str], sweep_dir: Path) -> tuple[list, dict]:
+    """What the configured sweeper hands its launcher for `-m OVERRIDES`, and the multirun.yaml it writes (its own
+    node, the one choice and the Hydra overrides that differ between sweepers left out)."""
+    launcher = RecordingLauncher()
+    sweep_in_process(overrides, sweep_dir, launcher)
     written = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml"))
     del written["hydra"]["sweeper"], written["hydra"]["runtime"]["choices"]["hydra/sweeper"]
     written["hydra"]["overrides"]["hydra"] = [o for o in written["hydra"]["overrides"]["hydra"] if "sweeper" not in o]
-    return sweeper.launcher.batches, written
+    return launcher.batches, written
 
 
 def test_an_unpacked_sweep_is_hydras_basic_sweep(tmp_path):
@@ -226,19 +236,78 @@ def test_a_stored_study_resumes_and_one_in_memory_says_it_cannot(tmp_path):
     assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]  # trial numbers
 
 
-def test_a_stored_study_refuses_a_key_searched_another_way_before_its_first_trial(tmp_path):
+STUDY = ["hparams_search=step_size", *FAST, "hydra.sweeper.params={sampler.step_size: 'choice(5.0, -1.0, 20.0)'}"]
+
+
+def test_a_study_runs_its_trials_in_batches_of_n_jobs_numbered_as_its_trials(tmp_path):
+    """Trial N is job N; a failed job, or one returning NaN, is a failed trial and the study goes on; the best
+    lands in optimization_results.yaml."""
+    import optuna
+
+    values = {"5.0": ValueError("diverged"), "-1.0": float("nan"), "20.0": 14.5}
+    launcher = RecordingLauncher(lambda job: values[job[0].split("=")[1]])
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = [*STUDY, "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={storage}"]
+    sweep_in_process(study, tmp_path / "s", launcher)
+    assert [(first, len(jobs)) for first, jobs in launcher.batches] == [(0, 2), (2, 2), (4, 1)]
+    fixed = [*STUDY[:1], *FAST[:-1], "progress=False"]  # as Hydra's sweepers write a value back
+    assert all(job[1:] == fixed for _, jobs in launcher.batches for job in jobs)
+    trials = optuna.load_study(study_name="dps_step_size", storage=storage).trials
+    drawn = [job[0] for _, jobs in launcher.batches for job in jobs]
+    assert [f"sampler.step_size={t.params['sampler.step_size']}" for t in trials] == drawn
+    assert [t.state.name for t in trials] == ["COMPLETE" if d.endswith("=20.0") else "FAIL" for d in drawn]
+    best = yaml.safe_load((tmp_path / "s" / "optimization_results.yaml").read_text())
+    assert best == {"name": "optuna", "best_params": {"sampler.step_size": 20.0}, "best_value": 14.5}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hydra.sweeper.max_failure_rate=0", "1 of 1 trials of a batch failed, more than hydra.sweeper.max_failure_rate=0"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction=up is not allowed: it must be maximize or minimize"),
+        ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 is not allowed: it must be an integer ≥ 1"),
+        ("+hydra.sweeper.params={sampler.steps: 'range(9, 1)'}", "sampler.steps=range(9, 1): the range holds no value"),
+    ],
+)  # fmt: skip
+def test_a_study_stops_with_one_line(tmp_path, capsys, setting, message):
+    launcher = RecordingLauncher(lambda job: ValueError("diverged"))
+    with pytest.raises(SystemExit):
+        sweep_in_process([*STUDY, setting], tmp_path / "s", launcher)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_a_multirun_refuses_an_interval_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        sweep_in_process(["sampler.eta=interval(0, 1)"], tmp_path / "s", RecordingLauncher())
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: sampler.eta=interval(0, 1): a multirun (-m) runs listed values (a=1,2, choice(…), range(…)), "
+        "not an interval; an Optuna study (hparams_search=…) searches intervals"
+    )
+
+
+def test_a_stored_study_refuses_a_key_searched_another_way_before_its_first_trial(tmp_path, capsys):
+    """Optuna would refuse it at the first trial, with a traceback, leaving that trial open in the storage."""
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="dps_step_size", storage=storage)
     study.add_trial(optuna.trial.create_trial(params={"sampler.step_size": 5.0}, value=1.0,
                                               distributions={"sampler.step_size": optuna.distributions.CategoricalDistribution([5.0, 20.0])}))  # fmt: skip
-    proc = cli("hparams_search=step_size", *FAST, f"hydra.sweeper.storage={storage}",
-               f"hydra.sweep.dir={tmp_path / 'study'}", cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: sampler.step_size is searched as FloatDistribution(")
+    launcher = RecordingLauncher()
+    with pytest.raises(SystemExit) as stop:
+        sweep_in_process(
+            ["hparams_search=step_size", *FAST, f"hydra.sweeper.storage={storage}"], tmp_path / "s", launcher
+        )
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("error: sampler.step_size is searched as FloatDistribution(")
+    )
     assert len(optuna.load_study(study_name="dps_step_size", storage=storage).trials) == 1  # none left open
-    assert not (tmp_path / "study" / "1").exists()
+    assert launcher.batches == []
 
 
 @pytest.mark.parametrize(
