@@ -3,7 +3,8 @@
 
 The commands are read as bash would run them: continuation lines joined, variables set earlier in the same
 code block (and `for task in …` loops) substituted, environment prefixes dropped, and multiruns expanded into
-their jobs by Hydra's own parser. `...` stands for "your other overrides" and is dropped.
+their jobs by Hydra's own parser and the sweeper's expansion (the basic sweeper's). `...` stands for "your other
+overrides" and is dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from dps_exp.run.cli import CONF_DIR
 from dps_exp.run.settings import validate
+from hydra_plugins.dps_exp_sweeper.vectorized import cartesian
 from tests.helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def jobs(args: list[str]) -> list[list[str]]:
     if "-m" not in args and "--multirun" not in args:
         return [overrides]
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [job for chunk in BasicSweeper.split_arguments(parsed, None) for job in chunk]
+    return cartesian(parsed)
 
 
 def test_the_docs_hold_commands():

@@ -82,3 +82,19 @@ def test_a_fresh_install_of_the_wheel_runs_the_demo_from_anywhere(wheel, tmp_pat
     summary = json.loads((elsewhere / "out" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["ok"] == 1
     assert (elsewhere / "out" / "run.log").is_file()
+    # the sweeper plugin is found in the installed package too: two points, packed into one job
+    sweep = ["-m", *args[:-1], "sampler.eta=0,1", "hydra.sweep.dir=sweep"]
+    proc = subprocess.run([env_dir / "bin" / "dps-run", *sweep], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [json.loads((elsewhere / "sweep" / k / "summary.json").read_text())["status"] for k in "01"] == ["complete"] * 2
+    assert list((elsewhere / "sweep").glob("packed-*"))
+
+
+def test_hydra_finds_the_sweeper_plugin_in_this_install():
+    """An editable install maps hydra_plugins as a namespace package, or Hydra's discovery misses the sweeper."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    assert "VectorizedSweeper" in names

@@ -14,7 +14,7 @@ from dps_exp.batch import per_sample
 from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import LinearPhysics
-from dps_exp.samplers.base import SampleResult, Sampler
+from dps_exp.samplers.base import Sampler, SampleResult
 from tests.helpers import ROOT, cli
 
 T = 200

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -46,10 +47,15 @@ def as_sequential(path: Path, tmp_path: Path) -> str:
     return re.sub(r"^\[[^]]*\]", "", text, flags=re.M)
 
 
+# Hydra's override_dirname made unlike its default (the packed points make theirs: dps_exp.run.points.override_dirname)
+NAMING = ["hydra.job.config.override_dirname.exclude_keys=[sampler.step_size]",
+          "hydra.job.config.override_dirname.kv_sep=:", "hydra.job.config.override_dirname.item_sep=__"]  # fmt: skip
+
+
 def test_vectorized_equals_sequential(tmp_path):
     for mode in ("true", "false"):
         # a per-sample key before the others: each point's overrides keep the command line's order
-        where = [f"hydra.sweeper.vectorize={mode}", f"hydra.sweep.dir={tmp_path / mode}"]
+        where = [f"hydra.sweeper.vectorize={mode}", f"hydra.sweep.dir={tmp_path / mode}", *NAMING]
         proc = cli("-m", GRID[0], *FAST, *GRID[1:], *where, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert ("vectorized sweep: 8 points in 1 jobs" in proc.stdout + proc.stderr) == (mode == "true")
@@ -69,6 +75,87 @@ def test_vectorized_equals_sequential(tmp_path):
             assert as_sequential(a, tmp_path) == as_sequential(b, tmp_path), name
         sa, sb = (json.loads((d / job / "summary.json").read_text()) for d in (tmp_path / "true", tmp_path / "false"))
         assert sa["point"] == sb["point"] and sa["config"] == sb["config"] and sa["overrides"] == sb["overrides"]
+
+
+class RecordingLauncher:
+    """A launcher that runs nothing: it records the batches it is handed (first job number, job overrides) and
+    returns `value(job)` for each job (an exception: the job failed with it)."""
+
+    def __init__(self, value=lambda job: 0.0) -> None:
+        self.batches: list[tuple[int, list[list[str]]]] = []
+        self.value = value
+
+    def launch(self, batch, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.batches.append((initial_job_idx, [list(job) for job in batch]))
+        values = [self.value(job) for job in batch]
+        return [JobReturn(status=JobStatus.FAILED if isinstance(v, Exception) else JobStatus.COMPLETED, _return_value=v)
+                for v in values]  # fmt: skip
+
+
+def sweep_in_process(overrides: list[str], sweep_dir: Path, launcher: RecordingLauncher) -> None:
+    """`python -m dps_exp.run -m OVERRIDES` with the configured sweeper, in this process, on this launcher."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext, RunMode
+
+    from dps_exp.run.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        cfg = loader.load_configuration("config", [*overrides, f"hydra.sweep.dir={sweep_dir}"], RunMode.MULTIRUN)
+        sweeper = Plugins.instance().instantiate_sweeper(
+            hydra_context=HydraContext(config_loader=loader, callbacks=None), task_function=None, config=cfg
+        )
+        sweeper.launcher = launcher
+        sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
+
+
+def swept(overrides: list[str], sweep_dir: Path) -> tuple[list, dict]:
+    """What the configured sweeper hands its launcher for `-m OVERRIDES`, and the multirun.yaml it writes (its own
+    node, the one choice and the Hydra overrides that differ between sweepers left out)."""
+    launcher = RecordingLauncher()
+    sweep_in_process(overrides, sweep_dir, launcher)
+    written = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml"))
+    del written["hydra"]["sweeper"], written["hydra"]["runtime"]["choices"]["hydra/sweeper"]
+    written["hydra"]["overrides"]["hydra"] = [o for o in written["hydra"]["overrides"]["hydra"] if "sweeper" not in o]
+    return launcher.batches, written
+
+
+def test_an_unpacked_sweep_is_hydras_basic_sweep(tmp_path):
+    """`hydra.sweeper.vectorize=false` hands the launcher the jobs of Hydra's basic sweeper, in its order, with its
+    numbering, and writes its multirun.yaml."""
+    # a key given twice keeps its first place, with its last values
+    grid = ["experiment=demo", "seed=0,1", "++physics.noise.sigma=0.1", "denoiser=gaussian,gmm",
+            "sampler.eta=0.5,1", "seed=2,3"]  # fmt: skip
+    basic = swept(["hydra/sweeper=basic", *grid], tmp_path)
+    ours = swept(["hydra.sweeper.vectorize=false", *grid], tmp_path)
+    assert ours == basic
+    ((first, jobs),) = basic[0]
+    assert first == 0 and len(jobs) == 8
+    assert jobs[1] == ["experiment=demo", "seed=2", "++physics.noise.sigma=0.1", "denoiser=gaussian", "sampler.eta=1"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["++seed=3", "data.size=32", "sampler.eta=0.5", "data.size=16", "+tag='a=b, c'", "~channels_last", "progress=false"],
+     ["experiment=demo", "+denoiser@extra=gaussian", "seed=1"]],
+)  # fmt: skip
+def test_a_points_override_dirname_is_hydras(overrides):
+    """A packed point's `hydra.job.override_dirname` (dps_exp.run.points) is made as Hydra makes a job's: keys left out
+    however written (`++seed`), a key given twice kept twice, `=` inside a value replaced too. (The packed sweep's
+    `hydra.yaml` files are compared with Hydra's own for real jobs in test_vectorized_equals_sequential.)"""
+    from hydra import compose
+
+    from dps_exp.run.points import override_dirname
+
+    naming = {"exclude_keys": ["seed", "progress"], "item_sep": "__", "kv_sep": ":"}
+    hydra_args = [f"hydra.job.config.override_dirname.{k}={json.dumps(v)}" for k, v in naming.items()]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        hydra = compose("config", [*overrides, *hydra_args], return_hydra_config=True).hydra
+    assert override_dirname(overrides, **naming) == hydra.job.override_dirname
+    assert "seed" not in hydra.job.override_dirname
 
 
 def total_rows(root: Path) -> int:
@@ -146,6 +233,104 @@ def test_a_stored_study_resumes_and_one_in_memory_says_it_cannot(tmp_path):
     import optuna
 
     assert len(optuna.load_study(study_name="dps_step_size", storage=storage.split("=", 1)[1]).trials) == 4
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]  # trial numbers
+
+
+STUDY = ["hparams_search=step_size", *FAST, "hydra.sweeper.params={sampler.step_size: 'choice(5.0, -1.0, 20.0)'}"]
+
+
+def test_a_study_runs_its_trials_in_batches_of_n_jobs_numbered_as_its_trials(tmp_path):
+    """Trial N is job N; a failed job, or one returning NaN, is a failed trial and the study goes on; the best
+    lands in optimization_results.yaml."""
+    import optuna
+
+    values = {"5.0": ValueError("diverged"), "-1.0": float("nan"), "20.0": 14.5}
+    launcher = RecordingLauncher(lambda job: values[job[0].split("=")[1]])
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = [*STUDY, "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2", f"hydra.sweeper.storage={storage}"]
+    sweep_in_process(study, tmp_path / "s", launcher)
+    assert [(first, len(jobs)) for first, jobs in launcher.batches] == [(0, 2), (2, 2), (4, 1)]
+    fixed = [*STUDY[:1], *FAST[:-1], "progress=False"]  # as Hydra's sweepers write a value back
+    assert all(job[1:] == fixed for _, jobs in launcher.batches for job in jobs)
+    trials = optuna.load_study(study_name="dps_step_size", storage=storage).trials
+    drawn = [job[0] for _, jobs in launcher.batches for job in jobs]
+    assert [f"sampler.step_size={t.params['sampler.step_size']}" for t in trials] == drawn
+    assert [t.state.name for t in trials] == ["COMPLETE" if d.endswith("=20.0") else "FAIL" for d in drawn]
+    best = yaml.safe_load((tmp_path / "s" / "optimization_results.yaml").read_text())
+    assert best == {"name": "optuna", "best_params": {"sampler.step_size": 20.0}, "best_value": 14.5}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hydra.sweeper.max_failure_rate=0", "1 of 1 trials of a batch failed, more than hydra.sweeper.max_failure_rate=0"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction=up is not allowed: it must be maximize or minimize"),
+        ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 is not allowed: it must be an integer ≥ 1"),
+        ("+hydra.sweeper.params={sampler.steps: 'range(9, 1)'}", "sampler.steps=range(9, 1): the range holds no value"),
+    ],
+)  # fmt: skip
+def test_a_study_stops_with_one_line(tmp_path, capsys, setting, message):
+    launcher = RecordingLauncher(lambda job: ValueError("diverged"))
+    with pytest.raises(SystemExit):
+        sweep_in_process([*STUDY, setting], tmp_path / "s", launcher)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_a_multirun_refuses_an_interval_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        sweep_in_process(["sampler.eta=interval(0, 1)"], tmp_path / "s", RecordingLauncher())
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: sampler.eta=interval(0, 1): a multirun (-m) runs listed values (a=1,2, choice(…), range(…)), "
+        "not an interval; an Optuna study (hparams_search=…) searches intervals"
+    )
+
+
+def test_a_stored_study_refuses_a_key_searched_another_way_before_its_first_trial(tmp_path, capsys):
+    """Optuna would refuse it at the first trial, with a traceback, leaving that trial open in the storage."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="dps_step_size", storage=storage)
+    study.add_trial(optuna.trial.create_trial(params={"sampler.step_size": 5.0}, value=1.0,
+                                              distributions={"sampler.step_size": optuna.distributions.CategoricalDistribution([5.0, 20.0])}))  # fmt: skip
+    launcher = RecordingLauncher()
+    with pytest.raises(SystemExit) as stop:
+        sweep_in_process(
+            ["hparams_search=step_size", *FAST, f"hydra.sweeper.storage={storage}"], tmp_path / "s", launcher
+        )
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("error: sampler.step_size is searched as FloatDistribution(")
+    )
+    assert len(optuna.load_study(study_name="dps_step_size", storage=storage).trials) == 1  # none left open
+    assert launcher.batches == []
+
+
+@pytest.mark.parametrize(
+    ("override", "kind", "drawn"),
+    [
+        ("a=interval(0, 1)", {"FloatDistribution": dict(low=0.0, high=1.0, log=False, step=None)}, 0.5),
+        ("a=tag(log, interval(0.05, 5.0))", {"FloatDistribution": dict(low=0.05, high=5.0, log=True, step=None)}, 1.0),
+        ("a=range(1, 10, 3)", {"IntDistribution": dict(low=1, high=7, log=False, step=3)}, 4),  # Hydra's: 1, 4, 7
+        ("a=range(0.5, 2.0, 0.5)", {"FloatDistribution": dict(low=0.5, high=1.5, log=False, step=0.5)}, 1.5),
+        ("a=choice(5.0, -1.0, 20.0)", {"CategoricalDistribution": dict(choices=(5.0, -1.0, 20.0))}, -1.0),
+        ("+a='x y',z", {"CategoricalDistribution": dict(choices=("'x y'", "z"))}, "'x y'"),  # as it reads back
+    ],
+)
+def test_an_optuna_search_space_reads_hydras_sweep_syntax(override, kind, drawn):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.dps_exp_sweeper.search_space import SearchSpace
+
+    space = SearchSpace.parse(OverridesParser.create().parse_overrides([override, "b=1", "b=2", "c=range(1,3)", "c=3"]))
+    ((key, dist),) = space.distributions.items()
+    ((name, fields),) = kind.items()
+    assert type(dist).__name__ == name and {k: getattr(dist, k) for k in fields} == fields
+    assert space.overrides({key: drawn}) == [f"{key}={drawn}", "b=2", "c=3"]  # a value given last fixes a key
 
 
 def test_a_study_whose_every_trial_failed_says_so_in_one_line(tmp_path):
@@ -471,7 +656,7 @@ def test_a_missing_plugin_names_the_extra_to_install(monkeypatch):
 
     assert missing_plugin(["-m", "hydra/launcher=gpus", "sampler.eta=0,1"]) is None  # installed here (dev extra)
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "optuna" in name else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
     assert missing_plugin(["hparams_search=step_size"]) == (
         "hparams_search=step_size needs the 'optuna' extra: pip install -e '.[optuna]' (or dps-exp[optuna])"
     )

@@ -131,12 +131,12 @@ def main(cfg: DictConfig) -> float:
     return objective(run, summaries, multirun)
 
 
-# Config options that need a Hydra plugin from an extra: (argument prefix, plugin module, extra).
+# Config options that need a Hydra plugin (or a library) from an extra: (argument prefix, module, extra).
 PLUGINS = [
     ("hydra/launcher=gpus", "hydra_plugins.hydra_joblib_launcher", "launchers"),
     ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "launchers"),
     ("hydra/launcher=local", "hydra_plugins.hydra_submitit_launcher", "launchers"),
-    ("hparams_search=", "hydra_plugins.hydra_optuna_sweeper", "optuna"),
+    ("hparams_search=", "optuna", "optuna"),  # hydra_plugins/dps_exp_sweeper/optuna_study.py drives it
 ]
 
 

@@ -113,6 +113,17 @@ def dirname(overrides: Sequence[str]) -> str:
     return ",".join(sorted(overrides))
 
 
+def override_dirname(overrides: Sequence[str], exclude_keys: Sequence[str], item_sep: str, kv_sep: str) -> str:
+    """`hydra.job.override_dirname` as Hydra makes it from a job's overrides: each override as written, less those
+    whose key (without its `+`/`~` or `@package`) is in `exclude_keys`, sorted, joined with `item_sep`, and then
+    every `=` in that string (a value's too, as Hydra does) replaced by `kv_sep`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    kept = sorted(o.input_line for o in parsed if o.key_or_group not in exclude_keys)
+    return item_sep.join(kept).replace("=", kv_sep)
+
+
 @dataclass
 class Point:
     """One sweep point: per-sample values, its directory (recorder) and its logger."""
@@ -158,17 +169,13 @@ class Point:
     def own_hydra(self, hydra: DictConfig) -> DictConfig:
         """The packed job's Hydra config as this point's job would have had it: its overrides, override_dirname,
         output dir and (when packed by the sweeper) job number, the sweep's own `hydra.sweep.subdir`."""
-        from hydra._internal.config_loader_impl import get_overrides_dirname
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         hc = copy.deepcopy(hydra)
         with read_write(hc), open_dict(hc):
             hc.overrides.task = list(self.overrides)
             naming = hc.job.config.override_dirname
-            hc.job.override_dirname = get_overrides_dirname(
-                OverridesParser.create().parse_overrides(self.overrides),
-                exclude_keys=list(naming.exclude_keys), item_sep=naming.item_sep, kv_sep=naming.kv_sep,
-            )  # fmt: skip
+            hc.job.override_dirname = override_dirname(
+                self.overrides, exclude_keys=list(naming.exclude_keys), item_sep=naming.item_sep, kv_sep=naming.kv_sep
+            )
             hc.runtime.output_dir = os.path.abspath(self.recorder.dir)
             if self.number is not None:
                 hc.overrides.hydra = [o for o in hc.overrides.hydra if not o.startswith("hydra.sweep.subdir=")]

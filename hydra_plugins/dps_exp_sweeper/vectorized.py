@@ -10,15 +10,23 @@ as a sequential multirun would. Everything else (step count, operator, prior) fa
 
 from __future__ import annotations
 
+import itertools
 import logging
+import sys
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import HydraContext
+from hydra.core.override_parser.types import Override
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dps_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +43,53 @@ def compose_job(hydra_context: HydraContext, config: DictConfig, overrides: list
     return resolve(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
 
-class VectorizedSweeper(BasicSweeper):
-    """Hydra's basic sweeper (its set-up, its expansion, `hydra.sweeper.params` in a config) that packs jobs."""
+def cartesian(overrides: Sequence[Override]) -> list[list[str]]:
+    """Every job's overrides, as Hydra's basic sweeper expands a multirun: one column per key (a key given again
+    replaces its column in place), each column the key's values (`a=1,2`, `choice(…)`, `range(…)`) or its one
+    value, and the jobs their Cartesian product with the last column varying fastest. The list's order is the
+    job numbering."""
+    columns: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()  # with its `+`, `++` or `~`
+        if not override.is_sweep_override():
+            columns[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            columns[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:  # an interval: its values cannot be listed
+            raise ConfigError(
+                f"{override.input_line}: a multirun (-m) runs listed values (a=1,2, choice(…), range(…)), not an "
+                f"interval; an Optuna study (hparams_search=…) searches intervals"
+            )
+    return [list(job) for job in itertools.product(*columns.values())]
 
-    def __init__(self, vectorize: bool = True, points_per_job: int | None = None, params: dict | None = None):
-        super().__init__(max_batch_size=None, params=params)
+
+class VectorizedSweeper(Sweeper):
+    """Hydra's basic sweep (its expansion, `hydra.sweeper.params` in a config, its `multirun.yaml`) that packs
+    jobs, on Hydra's public sweeper interface."""
+
+    def __init__(self, vectorize: bool = True, points_per_job: int | None = None, params: Mapping | None = None):
         self.vectorize, self.points_per_job = vectorize, points_per_job
+        self.params = dict(params or {})
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def expand(self, arguments: list[str]) -> list[list[str]]:
         """Every job's overrides, in the basic sweeper's order (its index is the job number): the config's
         `hydra.sweeper.params` first, then the command line's, as the basic sweeper does."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        return self.split_arguments(overrides, None)[0]
+        overrides = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
+        try:
+            return cartesian(overrides)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
 
     def compose(self, job: list[str]) -> dict:
         return compose_job(self.hydra_context, self.config, job)
@@ -105,9 +147,6 @@ class VectorizedSweeper(BasicSweeper):
     def validate_values(self, batch: list[list[str]], jobs: list[list[str]]) -> None:
         """Check every job's values before any job starts: a bad value in one point stops the whole sweep, with
         the message a sequential sweep gives (`sampler.eta=1.5`, not the packed list's `sampler.eta[1]=1.5`)."""
-        import sys
-
-        from dps_exp.errors import ConfigError
         from dps_exp.run.settings import validate
 
         def check(job: list[str]) -> ConfigError | None:
@@ -158,5 +197,5 @@ class VectorizedSweeper(BasicSweeper):
         self.validate_values(batch, jobs)
         returns = self.launcher.launch(batch, initial_job_idx=0)
         for r in returns:
-            _ = r.return_value  # raise here if a job failed
+            _ = r.return_value  # raise here if a job failed, as the basic sweeper does
         return [returns]
