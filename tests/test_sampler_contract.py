@@ -53,7 +53,7 @@ def conf_dir(tmp_path):
     return f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
 
 
-ARGS = ["experiment=demo", "denoiser=gaussian", "data.size=16", "data.limit=2", "logger=none", "progress=false"]
+ARGS = ["denoiser=gaussian", "data.size=16", "data.limit=2", "logger=none", "progress=false"]
 ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
