@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from deepinv.models import DiffUNet
 
 from dps_exp.denoisers.adm import ARCHITECTURES, ADMConfig, ADMUNet
+from tests.conftest import TINY_ADM, tiny_adm_state
 
 BUFFERS = ("sqrt_1m_alphas_cumprod", "sqrt_alphas_cumprod")  # deepinv's noise-level helpers, not weights
 
@@ -55,3 +58,15 @@ def test_resblock_updown_false_uses_conv_resampling_keys():
     )
     keys = ADMUNet(cfg).state_dict().keys()
     assert "input_blocks.2.0.op.weight" in keys and "output_blocks.1.1.conv.weight" in keys
+
+
+def test_a_float64_copy_runs_in_float64():
+    """The oracle tests' reference evaluation: the same weights cast to float64 run in float64 throughout (the
+    GroupNorms and the timestep embedding stay at least float32, never narrower than their input)."""
+    net = ADMUNet(TINY_ADM).eval()
+    net.load_state_dict(tiny_adm_state())
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 999])
+    with torch.no_grad():
+        single, double = net(x, t), copy.deepcopy(net).double()(x.double(), t)
+    assert double.dtype == torch.float64
+    assert (double - single).abs().max() <= 1e-5 * single.abs().max()

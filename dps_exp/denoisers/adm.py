@@ -90,17 +90,20 @@ ARCHITECTURES = {
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 whatever the input dtype (bf16 statistics over large groups drift)."""
+    """GroupNorm computed in float32 or wider whatever the input dtype (bf16 statistics over large groups drift;
+    a float64 network, the tests' reference evaluation, stays float64)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+        wide = torch.promote_types(x.dtype, torch.float32)
+        return F.group_norm(x.to(wide), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding of (B,) timesteps, [cos | sin] as guided-diffusion orders it."""
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sinusoidal embedding of (B,) timesteps, [cos | sin] as guided-diffusion orders it, computed in `dtype`
+    (float32, as guided-diffusion, or wider: t · freq reaches 999 and bf16 would garble it)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
@@ -249,7 +252,8 @@ class ADMUNet(nn.Module):
         return block(h, emb)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels))
+        wide = torch.promote_types(self.time_embed[0].weight.dtype, torch.float32)  # bf16 weights: float32
+        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels, dtype=wide))
         hs, h = [], x
         for block in self.input_blocks:
             h = self._run(block, h, emb)
