@@ -69,7 +69,7 @@ def load_card(weights: str) -> tuple[Checkpoint, dict]:
 
 
 class TrainedADM(NetworkDenoiser):
-    """An ADM UNet trained by scripts/train_prior.py (ε-prediction, fixed variance: `sampler.variance=eta`).
+    """An ADM UNet trained by `dps-train-prior` (ε-prediction, fixed variance: `sampler.variance=eta`).
 
     `weights`: a bundled prior's name (`natural32`: 32×32 crops of natural photographs, dps_exp/assets) or
     the path of a NAME.safetensors (or its card NAME.json) written by the training script. The file must
