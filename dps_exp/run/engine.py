@@ -9,8 +9,8 @@ draw. Images are [0, 1] outside and [-1, 1] inside; `to_signed` and `to_unit` ar
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -66,8 +66,8 @@ class BatchResult:
     """Reconstructions (B, C, H, W) on [-1, 1], not clipped."""
     diverged_at: list[int]
     """The step at which each sample stopped being finite, or −1."""
-    nfe: int
-    """Network evaluations per sample."""
+    nfe: list[int]
+    """Network evaluations of each sample."""
     scores: dict[str, list[float]]
     """Each per-image metric, B values."""
     measurement: Tensor
@@ -144,10 +144,73 @@ class Engine:
         return BatchResult(
             x=result.x.cpu(),
             diverged_at=result.diverged_at.cpu().tolist(),
-            nfe=result.nfe,
+            nfe=result.nfe if isinstance(result.nfe, list) else [result.nfe] * len(batch.indices),
             scores=scores,
             measurement=to_unit(physics.to_image(y)).cpu(),
             state={k: v.cpu() for k, v in physics.state().items()},
             exact=self.exact_posteriors(physics, y, x.shape[1:], list(exact_rows)),
             seconds=time.perf_counter() - tic,
         )
+
+    def continuous(self, points: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether samples of these points (their per-sample values) are batched continuously: the sampler can
+        (it has a runner) and their chains differ in length, so a batch walked in step would idle its short ones."""
+        samplers = [self.build("sampler", {k: [v] for k, v in values.items()}) for values in points]
+        return samplers[0].continuous and len({s.length(self.schedule) for s in samplers}) > 1
+
+    def stream(self, jobs: Iterator[StreamJob], capacity: int) -> Iterator[tuple[object, BatchResult]]:
+        """Continuous batching: `capacity` slots, filled from `jobs` as they free up; yields (token, result of that
+        sample alone, a batch of one) as each sample ends. Each sample's seconds are its admission (measuring)
+        plus its share of every network pass it took part in."""
+        runner, resident, waiting = None, {}, iter(jobs)
+        job = next(waiting, None)
+        while job is not None or (runner is not None and runner.n):
+            while job is not None and (runner is None or runner.n < capacity):
+                tic = time.perf_counter()
+                batch = Batch(job.image[None], {k: [v] for k, v in job.values.items()}, [job.index], [job.draw])
+                truth = batch.images.to(self.device)
+                physics, y = self.measure(to_signed(truth), batch)
+                sampler: Sampler = self.build("sampler", batch.values)
+                runner = runner or sampler.runner(self.schedule, self.prior, capacity, truth.shape[1:], self.device)
+                gen = streams.generators([job.values["seed"]], [job.index], [sampler_stream(job.draw)], self.device)
+                runner.admit(job.token, sampler, physics, y, gen[0])
+                exact = self.exact_posteriors(physics, y, truth.shape[1:], [0] if job.exact else [])
+                picture, state = to_unit(physics.to_image(y)).cpu(), {k: v.cpu() for k, v in physics.state().items()}
+                resident[job.token] = Resident(truth, picture, state, exact, time.perf_counter() - tic)
+                job = next(waiting, None)
+            tic, n = time.perf_counter(), runner.n
+            finished = runner.step()
+            for sample in resident.values():
+                sample.seconds += (time.perf_counter() - tic) / n
+            for token, x, diverged_at, nfe in finished:
+                sample = resident.pop(token)
+                scores = {k: v.cpu().tolist() for k, v in self.metrics(to_unit(x[None]), sample.truth).items()}
+                yield token, BatchResult(x[None].cpu(), [int(diverged_at)], [nfe], scores, sample.picture, sample.state,
+                                         sample.exact, sample.seconds)  # fmt: skip
+
+
+@dataclass
+class StreamJob:
+    """One sample for `Engine.stream`."""
+
+    token: object
+    """Handed back with its result."""
+    image: Tensor
+    """Ground truth (C, H, W) in [0, 1]."""
+    values: Mapping[str, Any]
+    """Its per-sample values (one each)."""
+    index: int
+    draw: int
+    exact: bool = False
+    """Whether to compute its exact posterior (the first draw of an (image, point) pair)."""
+
+
+@dataclass
+class Resident:
+    """What the engine keeps of a sample while it walks."""
+
+    truth: Tensor
+    picture: Tensor
+    state: dict[str, Tensor]
+    exact: dict[int, Mixture]
+    seconds: float = field(default=0.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from dps_exp.errors import DataError, UserError
 from dps_exp.metrics.image import Metrics
 from dps_exp.run.devices import layout_advice, resolve_device
 from dps_exp.run.draws import Collector, Draw, Unit
-from dps_exp.run.engine import Batch, Engine, to_unit
+from dps_exp.run.engine import Batch, BatchResult, Engine, StreamJob, to_unit
 from dps_exp.run.planner import Job, check_directory, pending, row_key
 from dps_exp.run.points import expand, make_points
 from dps_exp.run.recorder import RecordError
@@ -101,10 +101,13 @@ class Run:
         status = "failed"
         try:
             with tqdm(total=len(jobs), desc="images", unit="img", disable=not self.settings.progress) as bar:
-                for first in range(0, len(jobs), self.data.batch_size):
-                    chunk = jobs[first : first + self.data.batch_size]
-                    self.run_batch(chunk)
-                    bar.update(len(chunk))
+                if self.engine.continuous([p.values for p in self.points]):
+                    self.stream(jobs, bar)
+                else:
+                    for first in range(0, len(jobs), self.data.batch_size):
+                        chunk = jobs[first : first + self.data.batch_size]
+                        self.run_batch(chunk)
+                        bar.update(len(chunk))
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -158,19 +161,50 @@ class Run:
         chunk, images = self.load(chunk)
         if not chunk:
             return None
-        keys = [row_key(item, point) for item, point, _ in chunk]
-        starts = self.collector.starts(keys)
+        starts = self.collector.starts([row_key(item, point) for item, point, _ in chunk])
         values = {k: [point.values[k] for _, point, _ in chunk] for k in self.per_sample}
         batch = Batch(images, values, [item.index for item, _, _ in chunk], [draw for *_, draw in chunk])
         result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
+        self.collect(chunk, images, result)
+        return to_unit(result.x)
+
+    def stream(self, jobs: Sequence[Job], bar: tqdm) -> None:
+        """Continuous batching (points whose chains differ in length): the engine keeps `data.batch_size` slots
+        full; each sample is recorded as it ends, so rows arrive in the order samples finish."""
+        opened: set[str] = set()
+        admitted: dict[int, tuple[Job, Tensor]] = {}
+
+        def admissions() -> Iterator[StreamJob]:
+            for token, job in enumerate(jobs):
+                kept, images = self.load([job])
+                if not kept:
+                    bar.update(1)
+                    continue
+                item, point, draw = job
+                key = row_key(item, point)
+                values = {k: point.values[k] for k in self.per_sample}
+                starter = self.settings.samples > 1 and key not in opened  # its exact posterior serves the unit
+                opened.add(key)
+                admitted[token] = job, images[0]
+                yield StreamJob(token, images[0], values, item.index, draw, exact=starter)
+
+        for token, result in self.engine.stream(admissions(), self.data.batch_size):
+            job, truth = admitted.pop(token)
+            self.collect([job], truth[None], result)
+            bar.update(1)
+
+    def collect(self, jobs: Sequence[Job], images: Tensor, result: BatchResult) -> None:
+        """Hand each sample's draw to its (image, point) unit; record the units that are complete."""
         with signals_held():  # a result computed is a result recorded, then the signal stops the run
-            for b, (key, (item, point, draw)) in enumerate(zip(keys, chunk, strict=True)):
-                if b in starts:
+            for b, (item, point, draw) in enumerate(jobs):
+                key = row_key(item, point)
+                exact = result.exact.get(b)
+                if key not in self.collector.pending:
                     state = {k: v[b].clone() for k, v in result.state.items()}  # a view would save the whole batch
-                    unit = Unit(item, point, images[b], result.measurement[b], state, result.exact.get(b))
-                    self.collector.open(key, unit)
+                    self.collector.open(key, Unit(item, point, images[b], result.measurement[b], state, exact))
+                elif exact is not None:
+                    self.collector.pending[key].exact = exact
                 scores = {k: v[b] for k, v in result.scores.items()}
                 draw_result = Draw(draw, result.x[b], result.diverged_at[b], scores)
-                if done := self.collector.add(key, draw_result, result.seconds / len(chunk)):
-                    self.rows.record(done, result.nfe)
-        return to_unit(result.x)
+                if done := self.collector.add(key, draw_result, result.seconds / len(jobs)):
+                    self.rows.record(done, result.nfe[b])

@@ -34,8 +34,9 @@ class SampleResult:
     diverged_at: Tensor
     """(B,) long: the step at which the sample stopped being finite (its x is then the last finite iterate),
     or −1."""
-    nfe: int
-    """Network function evaluations per sample (a forward pass, with its input-gradient backward if any)."""
+    nfe: int | list[int]
+    """Network function evaluations per sample (a forward pass, with its input-gradient backward if any): one
+    number for all, or one per sample."""
 
 
 class Sampler(ABC):
@@ -47,11 +48,23 @@ class Sampler(ABC):
 
     divergence_hint: ClassVar[str] = "a smaller step size usually helps"
     """What to try when samples diverge (NaN or inf), said with the run's warning."""
+    continuous: ClassVar[bool] = False
+    """Whether `runner` gives a continuous-batching `Runner` (samples of different lengths share the batch)."""
 
     def check(self, prior: Denoiser, physics: Physics) -> None:
         """Raise ConfigError (one line: what is missing, and the options that would work) when this sampler
         cannot run with this prior and this forward model. Called once, before any work. Default: any."""
         return None
+
+    def runner(self, schedule: Schedule, prior: Denoiser, capacity: int, shape, device) -> Runner | None:
+        """For continuous batching: a `Runner` of `capacity` slots for images of `shape` (C, H, W), or None when
+        this sampler walks a whole batch at once only (the default)."""
+        return None
+
+    def length(self, schedule: Schedule) -> int:
+        """Network evaluations per sample with these settings; samplers with a `runner` whose points differ in
+        it are batched continuously."""
+        return 0
 
     @abstractmethod
     def sample(
@@ -65,3 +78,23 @@ class Sampler(ABC):
         progress: bool = False,
     ) -> SampleResult:
         """Reconstruct x (B, C, H, W) from the measurements y under the drawn `physics`."""
+
+
+class Runner(ABC):
+    """Continuous batching: samples enter free slots (`admit`) and leave at the end of their own chains (`step`
+    returns them), so a batch stays full while samples of different lengths come and go. A sample's result is the
+    one `Sampler.sample` gives it alone."""
+
+    capacity: int
+    n: int
+    """Slots occupied."""
+
+    @abstractmethod
+    def admit(self, token: object, sampler: Sampler, physics: Physics, y: Tensor, gen) -> None:
+        """Start a sample in a free slot: its own sampler (its per-sample values), operator and measurement (a batch
+        of one) and random stream; `token` comes back with its result."""
+
+    @abstractmethod
+    def step(self) -> list[tuple[object, Tensor, Tensor, int]]:
+        """One network pass over the occupied slots; returns (token, x (C, H, W), diverged_at, nfe) of each sample
+        that has just ended, its slot freed."""

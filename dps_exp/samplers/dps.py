@@ -9,12 +9,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dps_exp.batch import per_sample
+from dps_exp.batch import per_sample, randn
 from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.denoisers.base import Denoiser, Prediction
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import Physics
-from dps_exp.samplers.base import Callback, NoiseSource, Sampler, SampleResult
+from dps_exp.samplers.base import Callback, NoiseSource, Runner, Sampler, SampleResult
+from dps_exp.samplers.chains import Chains
 from dps_exp.samplers.consistency import Distance, DistanceName, resolve
 from dps_exp.samplers.updates import DDIMUpdate, LearnedVarianceUpdate
 from dps_exp.schedule import Schedule
@@ -35,7 +36,7 @@ def guidance(x_t: Tensor, t: Tensor, distance: Distance, denoiser: Denoiser) -> 
     return detached, g
 
 
-def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int) -> tuple[Tensor, Tensor]:
+def keep_finite(x: Tensor, x_next: Tensor, diverged_at: Tensor, step: int | Tensor) -> tuple[Tensor, Tensor]:
     """Freeze samples whose iterate stopped being finite at their last finite value; record the step.
 
     Stays on the device (no host sync): the divergence record is read once, after the loop.
@@ -75,10 +76,11 @@ class DPS(Sampler):
     """
 
     divergence_hint = "a smaller sampler.step_size usually helps"
+    continuous = True
 
     def __init__(
         self,
-        steps: Annotated[int, Range(1, 1000)] = 1000,
+        steps: Annotated[int, Range(1, 1000), PER_SAMPLE] = 1000,
         eta: Annotated[float, Range(0, 1), PER_SAMPLE] = 1.0,
         step_size: Annotated[float, Range(0, None), PER_SAMPLE] = 1 / math.sqrt(2),
         variance: Literal["eta", "learned"] = "eta",
@@ -95,13 +97,27 @@ class DPS(Sampler):
             )
         resolve(self.distance, physics)
 
-    def timesteps(self, schedule: Schedule) -> Tensor:
-        return schedule.timesteps(self.steps) if self.variance == "eta" else schedule.respaced(self.steps)
+    def timesteps(self, schedule: Schedule, steps: int | None = None) -> Tensor:
+        steps = self.steps if steps is None else steps
+        return schedule.timesteps(steps) if self.variance == "eta" else schedule.respaced(steps)
 
-    def update_rule(self, schedule: Schedule, ts: Tensor, batch: int) -> DDIMUpdate | LearnedVarianceUpdate:
+    def update_rule(self, schedule: Schedule, ts: Tensor, batch: int, eta=None) -> DDIMUpdate | LearnedVarianceUpdate:
+        """The update over the timesteps `ts`, shared by `batch` samples (η: this sampler's, or `eta`)."""
         if self.variance == "eta":
-            return DDIMUpdate(schedule, ts, self.eta, batch)
+            return DDIMUpdate(schedule, ts, self.eta if eta is None else eta, batch)
         return LearnedVarianceUpdate(schedule, ts, batch)
+
+    def chain(self, schedule: Schedule, b: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        """Sample b's walk: its timesteps (S,) and coefficient tables ({name: S values}), from its own step count
+        and η (per-sample values may differ: `sampler.steps` is per sample too)."""
+        steps = int(self.steps[b]) if isinstance(self.steps, Tensor) else self.steps
+        eta = float(self.eta[b]) if isinstance(self.eta, Tensor) else self.eta
+        ts = self.timesteps(schedule, steps)
+        return ts, self.update_rule(schedule, ts, 1, eta).tables
+
+    def length(self, schedule: Schedule) -> int:
+        """Network evaluations of one sample with this sampler's (single) step count."""
+        return len(self.timesteps(schedule))
 
     def sample(
         self,
@@ -113,17 +129,88 @@ class DPS(Sampler):
         callback: Callback | None = None,
         progress: bool = False,
     ) -> SampleResult:
-        """Draw x_T from `noise`, then walk the timesteps; `noise` also supplies each step's ε."""
+        """Draw x_T from `noise`, then walk each sample's timesteps (all together; a sample whose chain is
+        shorter stops changing at its end); `noise` also supplies each step's ε."""
         x = noise()
-        ts = self.timesteps(schedule)
-        update = self.update_rule(schedule, ts, x.shape[0])
+        B = x.shape[0]
+        walks = [self.chain(schedule, b) for b in range(B)]
+        chains = Chains(B, max(len(ts) for ts, _ in walks), tuple(walks[0][1]), x.device)
+        for b, (ts, tables) in enumerate(walks):
+            chains.set(b, ts, tables)
+        same_length = len(set(chains.length)) == 1
+        apply = type(self.update_rule(schedule, walks[0][0], 1)).apply
         zeta = per_sample(self.step_size, x)
         distance = Distance(self.distance, physics, y)
-        diverged_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
-        for i in tqdm(range(len(ts)), desc="DPS steps", leave=False, disable=not progress):
-            pred, g = guidance(x, ts[i].expand(x.shape[0]), distance, prior)
-            x_next = update(i, x, pred, noise()) - zeta * g
+        diverged_at = torch.full((B,), -1, dtype=torch.long, device=x.device)
+        for i in tqdm(range(max(chains.length)), desc="DPS steps", leave=False, disable=not progress):
+            t, c, walking = chains.now(B)
+            pred, g = guidance(x, t, distance, prior)
+            x_next = apply(c, x, pred, noise()) - zeta * g
+            if not same_length:  # a sample past the end of its chain keeps its result
+                x_next = torch.where(walking.view(-1, 1, 1, 1), x_next, x)
             x, diverged_at = keep_finite(x, x_next, diverged_at, i)
+            chains.advance(B)
             if callback is not None:
                 callback(i, x, pred.x0)
-        return SampleResult(x=x, diverged_at=diverged_at, nfe=len(ts))
+        return SampleResult(x=x, diverged_at=diverged_at, nfe=list(chains.length))
+
+    def runner(self, schedule: Schedule, prior: Denoiser, capacity: int, shape, device) -> DPSRunner:
+        return DPSRunner(self, schedule, prior, capacity, shape, device)
+
+
+class DPSRunner(Runner):
+    """Continuous batching of DPS chains: a sample takes a free slot with its own chain (steps, η, ζ,
+    operator, measurement and random stream), walks one step per network pass shared with the other slots, and
+    leaves at the end of its chain, its slot taken by the next. Its result is the one it would have alone."""
+
+    def __init__(self, template: DPS, schedule: Schedule, prior: Denoiser, capacity: int, shape, device):
+        ts, tables = template.chain(schedule)
+        self.schedule, self.prior, self.capacity = schedule, prior, capacity
+        self.apply = type(template.update_rule(schedule, ts, 1)).apply
+        self.chains = Chains(capacity, len(ts), tuple(tables), device)
+        self.x = torch.zeros(capacity, *shape, device=device)
+        self.zeta = torch.zeros(capacity, device=device)
+        self.diverged_at = torch.full((capacity,), -1, dtype=torch.long, device=device)
+        self.distances: list = [None] * capacity
+        self.gens: list = [None] * capacity
+        self.tokens: list = [None] * capacity
+        self.n = 0
+
+    def admit(self, token, sampler: DPS, physics: Physics, y: Tensor, gen: torch.Generator) -> None:
+        b, self.n = self.n, self.n + 1
+        ts, tables = sampler.chain(self.schedule)
+        self.chains.ensure(len(ts))
+        self.chains.set(b, ts, tables)
+        self.x[b] = randn(self.x[:1].shape, [gen])[0]  # x_T: the stream's first draw, as in `sample`
+        self.zeta[b], self.diverged_at[b] = float(sampler.step_size), -1
+        self.distances[b] = Distance(sampler.distance, physics, y)
+        self.gens[b], self.tokens[b] = gen, token
+
+    def step(self) -> list[tuple[object, Tensor, Tensor, int]]:
+        n = self.n
+        t, c, _ = self.chains.now(n)
+        pred, g = guidance(self.x[:n], t, SlotDistances(self.distances[:n]), self.prior)
+        eps = randn(self.x[:n].shape, self.gens[:n])
+        x_next = self.apply(c, self.x[:n], pred, eps) - self.zeta[:n].view(-1, 1, 1, 1) * g
+        self.x[:n], self.diverged_at[:n] = keep_finite(self.x[:n], x_next, self.diverged_at[:n], self.chains.pos[:n])
+        done = self.chains.advance(n)
+        finished = [(self.tokens[b], self.x[b].clone(), self.diverged_at[b].clone(), self.chains.length[b]) for b in done]
+        for b in sorted(done, reverse=True):  # the last occupied slot takes each freed one
+            last = self.n - 1
+            if b != last:
+                self.chains.move(last, b)
+                self.x[b], self.zeta[b], self.diverged_at[b] = self.x[last], self.zeta[last], self.diverged_at[last]
+                for slots in (self.distances, self.gens, self.tokens):
+                    slots[b] = slots[last]
+            self.n = last
+        return finished
+
+
+class SlotDistances:
+    """Each slot's own distance (its operator and measurement), as one (n,) distance over the slots."""
+
+    def __init__(self, distances: list[Distance]):
+        self.distances = distances
+
+    def __call__(self, x0: Tensor) -> Tensor:
+        return torch.cat([d(x0[b : b + 1]) for b, d in enumerate(self.distances)])

@@ -1,6 +1,8 @@
 """Reverse-diffusion updates x_t → x_t' given the prior's prediction: the part of a step before guidance.
 
-Each update precomputes its per-step (and per-sample) coefficients once, in float64, before the loop.
+Each update precomputes its per-step (and per-sample) coefficients once, in float64, before the loop: `tables`
+holds one (S, B, 1, 1, 1) float32 table per coefficient (row i: step i's coefficient for each sample), and
+`apply` combines one step's coefficients (each broadcasting over the batch) with x_t, the prediction and ε.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ class DDIMUpdate:
         eta = torch.as_tensor(eta, dtype=torch.float64, device=ts.device).expand(batch)[None, :]
         sigma = eta * ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt()
         c = (1 - ab_next - sigma**2).clamp_min(0).sqrt()
-        self.c_x0 = _table(ab_next.sqrt() - c * (ab / (1 - ab)).sqrt(), batch)
-        self.c_xt = _table(c / (1 - ab).sqrt(), batch)
-        self.sigma = _table(sigma, batch)
+        self.tables = {
+            "c_x0": _table(ab_next.sqrt() - c * (ab / (1 - ab)).sqrt(), batch),
+            "c_xt": _table(c / (1 - ab).sqrt(), batch),
+            "sigma": _table(sigma, batch),
+        }
+
+    @staticmethod
+    def apply(c: dict[str, Tensor], x_t: Tensor, pred: Prediction, eps: Tensor) -> Tensor:
+        return c["c_x0"] * pred.x0 + c["c_xt"] * x_t + c["sigma"] * eps
 
     def __call__(self, i: int, x_t: Tensor, pred: Prediction, eps: Tensor) -> Tensor:
-        return self.c_x0[i] * pred.x0 + self.c_xt[i] * x_t + self.sigma[i] * eps
+        return self.apply({k: v[i] for k, v in self.tables.items()}, x_t, pred, eps)
 
 
 class LearnedVarianceUpdate:
@@ -67,18 +75,24 @@ class LearnedVarianceUpdate:
             beta_tilde[-1] = beta_tilde[-2]
         else:
             beta_tilde[-1] = beta[-1]
-        self.c_x0 = _table(beta * ab_next.sqrt() / (1 - ab), batch)
-        self.c_xt = _table((1 - ab_next) * (ab / ab_next).sqrt() / (1 - ab), batch)
-        self.log_beta = _table(beta.log(), batch)
-        self.log_beta_tilde = _table(beta_tilde.log(), batch)
         noise_on = torch.ones_like(ab)
         noise_on[-1] = 0.0
-        self.noise_on = _table(noise_on, batch)
+        self.tables = {
+            "c_x0": _table(beta * ab_next.sqrt() / (1 - ab), batch),
+            "c_xt": _table((1 - ab_next) * (ab / ab_next).sqrt() / (1 - ab), batch),
+            "log_beta": _table(beta.log(), batch),
+            "log_beta_tilde": _table(beta_tilde.log(), batch),
+            "noise_on": _table(noise_on, batch),
+        }
 
-    def __call__(self, i: int, x_t: Tensor, pred: Prediction, eps: Tensor) -> Tensor:
+    @staticmethod
+    def apply(c: dict[str, Tensor], x_t: Tensor, pred: Prediction, eps: Tensor) -> Tensor:
         if pred.var is None:
             raise ValueError("sampler.variance=learned needs a prior with learned variance (e.g. denoiser=ffhq)")
         frac = (pred.var + 1) / 2
-        log_var = frac * self.log_beta[i] + (1 - frac) * self.log_beta_tilde[i]
-        mean = self.c_x0[i] * pred.x0 + self.c_xt[i] * x_t
-        return mean + self.noise_on[i] * torch.exp(0.5 * log_var) * eps
+        log_var = frac * c["log_beta"] + (1 - frac) * c["log_beta_tilde"]
+        mean = c["c_x0"] * pred.x0 + c["c_xt"] * x_t
+        return mean + c["noise_on"] * torch.exp(0.5 * log_var) * eps
+
+    def __call__(self, i: int, x_t: Tensor, pred: Prediction, eps: Tensor) -> Tensor:
+        return self.apply({k: v[i] for k, v in self.tables.items()}, x_t, pred, eps)
