@@ -25,6 +25,7 @@ from torch import nn
 from dps_exp.denoisers import StationaryGaussian
 from dps_exp.denoisers.pretrained import RandomADM
 from dps_exp.physics import Noise, RandomInpainting
+from dps_exp.samplers.consistency import Distance
 from dps_exp.samplers.dps import DPS, guidance
 from dps_exp.schedule import LinearSchedule
 
@@ -90,7 +91,7 @@ def test_each_step_matches_deepinv(tiny, schedule, problem, steps, eta, monkeypa
     assert len(xs) == len(ts) + 1
     worst = 0.0
     for i, t in enumerate(ts):
-        pred, g = guidance(xs[i], t.expand(2), y, physics, tiny)
+        pred, g = guidance(xs[i], t.expand(2), Distance("auto", physics, y), tiny)
         ours = update(i, xs[i], pred, draws[i + 1]) - sampler.step_size * g
         worst = max(worst, (ours - xs[i + 1]).abs().max().item())
     assert worst <= TOL, f"worst step disagreement {worst:.2e}"
@@ -128,7 +129,7 @@ def test_an_off_by_one_timestep_is_caught(tiny, schedule, problem, monkeypatch):
     ts = sampler.timesteps(schedule)
     update = sampler.update_rule(schedule, ts, 2)
     i = 3
-    pred, g = guidance(xs[i], (ts[i] - 100).expand(2), y, physics, tiny)
+    pred, g = guidance(xs[i], (ts[i] - 100).expand(2), Distance("auto", physics, y), tiny)
     ours = update(i, xs[i], pred, draws[i + 1]) - sampler.step_size * g
     assert (ours - xs[i + 1]).abs().max().item() > 1e-2
 
@@ -233,7 +234,7 @@ def test_first_step_of_a_long_chain_on_the_ffhq_network(ffhq, steps, first, monk
     sampler = DPS(steps=steps)  # η = 1, ζ = 1/√2: deepinv's defaults
     ts = sampler.timesteps(schedule)
     assert ts[0] == first
-    pred, g = guidance(x_t, ts[:1], y, physics, prior)
+    pred, g = guidance(x_t, ts[:1], Distance("auto", physics, y), prior)
     ours = sampler.update_rule(schedule, ts, 1)(0, x_t, pred, eps) - sampler.step_size * g
 
     same_network = exact_step(prior.net, schedule, x_t, ts[0], ts[1], eps, y, physics)

@@ -12,6 +12,7 @@ import torch
 
 from dps_exp.physics import RandomInpainting
 from dps_exp.run.devices import layout_advice
+from dps_exp.samplers.consistency import Distance
 from dps_exp.samplers.dps import DPS, guidance
 from tests.conftest import TinyADM, tiny_adm_state
 
@@ -31,7 +32,7 @@ def step_outputs(prior, schedule, steps=4):
     update = sampler.update_rule(schedule, ts, 2)
     x_t, outs = torch.randn(2, 3, 16, 16, generator=gen), []
     for i in range(steps):
-        pred, g = guidance(x_t, ts[i].expand(2), y, physics, prior)
+        pred, g = guidance(x_t, ts[i].expand(2), Distance("auto", physics, y), prior)
         outs.append((x_t, update(i, x_t, pred, torch.randn(2, 3, 16, 16, generator=gen)) - sampler.step_size * g))
         x_t = torch.randn(2, 3, 16, 16, generator=gen)  # fresh, so every step starts from the same x_t
     return outs
