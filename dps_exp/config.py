@@ -220,6 +220,11 @@ def _explain(error: Mapping, tp: Any, key: str) -> typing.NoReturn:
     _fail(full, error["input"], allowed)
 
 
+def _takes_lists(s: dict) -> bool:
+    """Whether a JSON schema admits a list (`Any`'s empty schema does)."""
+    return not s or s.get("type") == "array" or any(_takes_lists(option) for option in s.get("anyOf", []))
+
+
 def check_value(tp: Any, value: Any, key: str) -> None:
     """Raise ConfigError unless `value` fits the annotation `tp` (types, Literal choices, bounds)."""
     if isinstance(value, DictConfig | ListConfig):
@@ -232,6 +237,12 @@ def check_value(tp: Any, value: Any, key: str) -> None:
         for i, v in enumerate(value):
             check_value(tp, v, f"{key}[{i}]")
         return
+    if isinstance(value, list | tuple) and not _takes_lists(schema(tp)):  # a list of values, as per-sample keys take
+        name = ",".join(map(str, value))
+        raise ConfigError(
+            f"{key}={_show(value)} is not allowed: {key} takes one value per run (it is not per sample): sweep it "
+            f"with -m {key}={name}"
+        )
     base, _ = _split_annotated(tp)
     if dataclasses.is_dataclass(base) or inspect.isclass(base) and base is not Any and isinstance(value, Mapping):
         if not isinstance(value, Mapping):

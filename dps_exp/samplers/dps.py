@@ -101,6 +101,10 @@ class DPS(Sampler):
         steps = self.steps if steps is None else steps
         return schedule.timesteps(steps) if self.variance == "eta" else schedule.respaced(steps)
 
+    @property
+    def update_class(self) -> type[DDIMUpdate] | type[LearnedVarianceUpdate]:
+        return DDIMUpdate if self.variance == "eta" else LearnedVarianceUpdate
+
     def update_rule(self, schedule: Schedule, ts: Tensor, batch: int, eta=None) -> DDIMUpdate | LearnedVarianceUpdate:
         """The update over the timesteps `ts`, shared by `batch` samples (η: this sampler's, or `eta`)."""
         if self.variance == "eta":
@@ -138,7 +142,7 @@ class DPS(Sampler):
         for b, (ts, tables) in enumerate(walks):
             chains.set(b, ts, tables)
         same_length = len(set(chains.length)) == 1
-        apply = type(self.update_rule(schedule, walks[0][0], 1)).apply
+        apply = self.update_class.apply
         zeta = per_sample(self.step_size, x)
         distance = Distance(self.distance, physics, y)
         diverged_at = torch.full((B,), -1, dtype=torch.long, device=x.device)
@@ -166,7 +170,7 @@ class DPSRunner(Runner):
     def __init__(self, template: DPS, schedule: Schedule, prior: Denoiser, capacity: int, shape, device):
         ts, tables = template.chain(schedule)
         self.schedule, self.prior, self.capacity = schedule, prior, capacity
-        self.apply = type(template.update_rule(schedule, ts, 1)).apply
+        self.apply = template.update_class.apply
         self.chains = Chains(capacity, len(ts), tuple(tables), device)
         self.x = torch.zeros(capacity, *shape, device=device)
         self.zeta = torch.zeros(capacity, device=device)
