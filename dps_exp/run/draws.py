@@ -85,6 +85,24 @@ class Collector:
         unit.seconds += seconds
         return self.pending.pop(key) if len(unit.draws) == self.samples else None
 
+    def take(self, keys: list[str], jobs: list, images: Tensor, result) -> list[tuple[Unit, int]]:
+        """Each sample of an engine result (`keys[b]`, `jobs[b]` = (item, point, draw), ground truth `images[b]`)
+        to its unit; returns the units now complete, with their NFE. A unit opens with its first sample, and takes
+        the exact posterior from whichever of its samples carries one."""
+        complete = []
+        for b, (key, (item, point, draw)) in enumerate(zip(keys, jobs, strict=True)):
+            exact = result.exact.get(b)
+            if key not in self.pending:
+                state = {k: v[b].clone() for k, v in result.state.items()}  # a view would keep the whole batch
+                self.open(key, Unit(item, point, images[b], result.measurement[b], state, exact))
+            elif exact is not None:
+                self.pending[key].exact = exact
+            scores = {k: v[b] for k, v in result.scores.items()}
+            draw_result = Draw(draw, result.x[b], result.diverged_at[b], scores)
+            if unit := self.add(key, draw_result, result.seconds / len(jobs)):
+                complete.append((unit, result.nfe[b]))
+        return complete
+
 
 class ExactPosteriors:
     """A run's exact posteriors, for the (image, point) units a batch starts; none where the prior, operator or

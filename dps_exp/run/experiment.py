@@ -18,14 +18,13 @@ from tqdm.auto import tqdm
 from dps_exp.config import build, resolve
 from dps_exp.data.base import DataSource
 from dps_exp.denoisers.base import Denoiser
-from dps_exp.errors import DataError, UserError
+from dps_exp.errors import DataError
 from dps_exp.metrics.image import Metrics
 from dps_exp.run.devices import layout_advice, resolve_device
-from dps_exp.run.draws import Collector, Draw, Unit
+from dps_exp.run.draws import Collector
 from dps_exp.run.engine import Batch, BatchResult, Engine, StreamJob, to_unit
-from dps_exp.run.planner import Job, check_directory, pending, row_key
+from dps_exp.run.planner import Job, claim, pending, row_key
 from dps_exp.run.points import expand, make_points
-from dps_exp.run.recorder import RecordError
 from dps_exp.run.rows import Rows
 from dps_exp.run.settings import Identity, per_sample_of, settings_of, validate
 from dps_exp.run.signals import signals_held
@@ -61,7 +60,7 @@ class Run:
         self.rows = Rows(spec, self.identity, self.prior.provenance, self.settings.samples, self.metrics,
                          metric_weights, self.data, self.device)  # fmt: skip
         self.points = make_points(spec, self.per_sample, Path(out_dir), sweep_dir, overrides, self.settings.sweep_jobs)
-        self.claim_points(job)
+        claim(self.points, self.identity, self.data.items(), job)
         self.collector = Collector(self.settings.samples)
         self.late_signal: int | None = None
         """A signal that arrived while the summaries of a complete run were being written."""
@@ -70,22 +69,6 @@ class Run:
     def from_config(cls, cfg: DictConfig, out_dir: Path, hydra: DictConfig | None = None, **kwargs: Any) -> Run:
         """A Run of a Hydra job's config (`hydra`: its Hydra config, so that packed points write its files)."""
         return cls(resolve(cfg), Path(out_dir), job=(cfg, hydra) if hydra is not None else None, **kwargs)
-
-    def claim_points(self, job: tuple[DictConfig, DictConfig] | None) -> None:
-        """Hold each point's directory for this process and check that its recorded rows are this run's kind."""
-        names = {item.index: Path(item.source).name for item in self.data.items()}
-        try:
-            for point in self.points:
-                point.recorder.claim()
-                rows = point.recorder.rows()
-                check_directory(point.recorder.dir, rows, self.identity, point, names)
-                point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
-                if point.listed:
-                    point.write_hydra_files(*(job or ()))
-        except UserError:
-            for point in self.points:
-                point.recorder.release()
-            raise
 
     def execute(self) -> list[dict]:
         """Run every job not yet recorded; write each point's summary; return the summaries."""
@@ -115,28 +98,9 @@ class Run:
                       "resume=true (or into this directory)")  # fmt: skip
             raise
         finally:
-            summaries = self.finish(status, time.perf_counter() - start)
-        return summaries
-
-    def finish(self, status: str, wall_time: float) -> list[dict]:
-        """Each point's summary and W&B run, all written even if a signal arrives meanwhile (noted in
-        `late_signal` when the run is complete; an unfinished run is stopping already)."""
-        summaries = []
-        with signals_held(reraise=False) as held:
-            for point in self.points:
-                summary = self.rows.summary(point, status, wall_time)
-                try:
-                    point.recorder.write_summary(summary)
-                except RecordError as err:
-                    if status == "complete":
-                        raise
-                    log.error("%s", err)  # the error that stopped the run is the one to report
-                point.logger.finish(summary, point.recorder.rows())
-                point.recorder.release()
-                summaries.append(summary)
+            summaries, self.late_signal = self.rows.finish(self.points, status, time.perf_counter() - start)
             if self._gpu_claim is not None:
                 self._gpu_claim.close()
-        self.late_signal = held.caught[0] if held.caught else None
         return summaries
 
     def load(self, chunk: Sequence[Job]) -> tuple[list[Job], Tensor | None]:
@@ -196,15 +160,5 @@ class Run:
     def collect(self, jobs: Sequence[Job], images: Tensor, result: BatchResult) -> None:
         """Hand each sample's draw to its (image, point) unit; record the units that are complete."""
         with signals_held():  # a result computed is a result recorded, then the signal stops the run
-            for b, (item, point, draw) in enumerate(jobs):
-                key = row_key(item, point)
-                exact = result.exact.get(b)
-                if key not in self.collector.pending:
-                    state = {k: v[b].clone() for k, v in result.state.items()}  # a view would save the whole batch
-                    self.collector.open(key, Unit(item, point, images[b], result.measurement[b], state, exact))
-                elif exact is not None:
-                    self.collector.pending[key].exact = exact
-                scores = {k: v[b] for k, v in result.scores.items()}
-                draw_result = Draw(draw, result.x[b], result.diverged_at[b], scores)
-                if done := self.collector.add(key, draw_result, result.seconds / len(jobs)):
-                    self.rows.record(done, result.nfe[b])
+            for unit, nfe in self.collector.take([row_key(it, p) for it, p, _ in jobs], list(jobs), images, result):
+                self.rows.record(unit, nfe)

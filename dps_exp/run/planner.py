@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dps_exp.data.base import Item
-from dps_exp.errors import ConfigError
+from dps_exp.errors import ConfigError, UserError
 from dps_exp.run.points import Point, differences
 from dps_exp.run.settings import Identity
 
@@ -55,3 +55,22 @@ def check_directory(directory: Path, rows: Sequence[Mapping], identity: Identity
             f"{directory} holds results for another image list (image {moved['index']} was "
             f"{Path(moved['source']).name} there, is {names[moved['index']]} now): {choose}"
         )
+
+
+def claim(points: Sequence[Point], identity: Identity, items: Sequence[Item], job=None) -> None:
+    """Hold each point's directory for this process and check that the rows it holds are this run's kind (a
+    ConfigError, or DirectoryInUse, releases every directory claimed); note the rows already done. Points listed
+    in one run write their `.hydra/` from `job` (the Hydra job's task config and Hydra config)."""
+    names = {item.index: Path(item.source).name for item in items}
+    try:
+        for point in points:
+            point.recorder.claim()
+            rows = point.recorder.rows()
+            check_directory(point.recorder.dir, rows, identity, point, names)
+            point.done = {r["key"] for r in rows if r.get("status") != "unreadable"}  # a mended file is retried
+            if point.listed:
+                point.write_hydra_files(*(job or ()))
+    except UserError:
+        for point in points:
+            point.recorder.release()
+        raise

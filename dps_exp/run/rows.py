@@ -3,6 +3,7 @@ with the set-level metrics, written through the point's recorder and mirrored by
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,8 +19,11 @@ from dps_exp.run.draws import Unit, set_scores
 from dps_exp.run.engine import to_unit
 from dps_exp.run.planner import row_key
 from dps_exp.run.points import Point, flatten
-from dps_exp.run.recorder import aggregate, counts
+from dps_exp.run.recorder import RecordError, aggregate, counts
 from dps_exp.run.settings import SCIENCE, Identity
+from dps_exp.run.signals import signals_held
+
+log = logging.getLogger(__name__)
 
 
 class Rows:
@@ -106,6 +110,25 @@ class Rows:
             "prior": self.provenance,
             "config": point.config,
         }
+
+    def finish(self, points: Sequence[Point], status: str, wall_time: float) -> tuple[list[dict], int | None]:
+        """Each point's summary and W&B run, all written even if a signal arrives meanwhile; returns the summaries
+        and that signal, if one came (the caller decides: a complete run is complete, an unfinished one is
+        stopping already). Each point's directory is released."""
+        summaries = []
+        with signals_held(reraise=False) as held:
+            for point in points:
+                summary = self.summary(point, status, wall_time)
+                try:
+                    point.recorder.write_summary(summary)
+                except RecordError as err:
+                    if status == "complete":
+                        raise
+                    log.error("%s", err)  # the error that stopped the run is the one to report
+                point.logger.finish(summary, point.recorder.rows())
+                point.recorder.release()
+                summaries.append(summary)
+        return summaries, (held.caught[0] if held.caught else None)
 
     def set_level(self, point: Point, rows: Sequence[Mapping], status: str) -> dict:
         """Metrics over a point's whole set (FID), computed from the reconstructions on disk and the ground truth
