@@ -107,7 +107,7 @@ def our_steps(prior, schedule, batch: int, size: int, steps: int, device: str) -
     physics = RandomInpainting(mask=0.1).draw((batch, 3, size, size), [torch.Generator()] * batch, device)
     y = physics.A(torch.rand(batch, 3, size, size, device=device) * 2 - 1)
     sampler = DPS(steps=200)
-    sampler.timesteps = lambda s: s.timesteps(200)[:steps]  # the first `steps` steps of the 200-step walk
+    sampler.timesteps = lambda s, *_: s.timesteps(200)[:steps]  # the first `steps` steps of the 200-step walk
     sampler.sample(y, physics, prior, schedule, noise=lambda: per_sample.randn((batch, 3, size, size), gens))
 
 

@@ -8,14 +8,13 @@ import json
 import pytest
 import torch
 
-from dps_exp.config import resolve
 from dps_exp.denoisers.trained import ASSETS, TrainedADM
 from dps_exp.denoisers.weights import file_sha256
 from dps_exp.errors import ConfigError
-from dps_exp.run.settings import validate
+from dps_exp.physics.denoise import Denoising
+from dps_exp.samplers.dps import DPS
 from dps_exp.schedule import LinearSchedule
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
-from tests.helpers import compose
 
 CARD = json.loads((ASSETS / "natural32.json").read_text())
 
@@ -48,4 +47,4 @@ def test_it_needs_its_own_schedule_and_fixed_variance():
     with pytest.raises(ConfigError, match="schedule"):
         TrainedADM(LinearSchedule(beta_end=0.03))
     with pytest.raises(ConfigError, match="sampler.variance=learned needs a prior with learned variance"):
-        validate(resolve(compose(["denoiser=natural32", "sampler.variance=learned"])))
+        DPS(variance="learned").check(TrainedADM(LinearSchedule()), Denoising())  # the Run asks before any work
