@@ -145,3 +145,25 @@ def test_the_cli_refuses_lpips_named_without_its_backbone_before_any_work(tmp_pa
     proc = cli(*DEFAULT_RUN, "metrics.names=[psnr,lpips]", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: lpips needs the vgg weights vgg16-397923af.pth")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_fid_backbone_is_the_file_torchmetrics_fid_loads(monkeypatch, tmp_path):
+    """`backbone_url("inception")` reads torch-fidelity's constant: it must be the URL that the Inception network
+    of torchmetrics' FID fetches when given no weights file, and land where that fetch caches it."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    fetched = []
+
+    def record(url, *args, **kwargs):
+        fetched.append(url)
+        raise InterruptedError  # stop before any weights are needed
+
+    monkeypatch.setattr(fe, "load_state_dict_from_url", record)
+    with pytest.raises(InterruptedError), torch.device("meta"):
+        NoTrainInceptionV3("inception-v3-compat", ["2048"])
+    url, _ = backbones.backbone_url("inception")
+    assert fetched == [url]
+    hub = Path(torch.hub.get_dir()) / "checkpoints"  # where torch.hub.load_state_dict_from_url caches a URL
+    assert backbones.backbone_path("inception") == hub / Path(url).name
