@@ -74,3 +74,16 @@ def test_the_check_sees_each_form(tmp_path):
         "torch._foreach_lerp_",
         "numpy._private",
     ]
+
+
+def test_a_deprecation_raised_in_our_code_fails_the_tests():
+    """pyproject's filterwarnings: a DeprecationWarning at a call of ours is an error, another package's is
+    shown (not hidden); only the third-party ones named there are ignored."""
+    import warnings
+
+    import pytest
+
+    with pytest.raises(DeprecationWarning, match="old call"):
+        warnings.warn_explicit("old call", DeprecationWarning, "loggers.py", 1, module="dps_exp.run.loggers")
+    with pytest.warns(DeprecationWarning, match="their old call"):
+        warnings.warn_explicit("their old call", DeprecationWarning, "x.py", 1, module="somepackage.x")
