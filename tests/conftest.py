@@ -83,7 +83,7 @@ def _no_backbone_downloads(tmp_path_factory):
     """No test fetches a metric backbone, in this process or in a CLI subprocess: TORCH_HOME is empty (tests that
     score LPIPS or FID plant random backbones with `backbones`) and HTTP(S) goes through a proxy that refuses at
     once, so the default metrics leave LPIPS out as on a machine without network, within milliseconds and never
-    downloading 528 MB of VGG weights on one with network (torch.hub ignores HF_HUB_OFFLINE)."""
+    downloading 528 MiB of VGG weights on one with network (torch.hub ignores HF_HUB_OFFLINE)."""
     proxy = f"http://127.0.0.1:{closed_port()}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
