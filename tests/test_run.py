@@ -388,3 +388,10 @@ def test_wandb_charts_each_metric_by_image_index_and_tables_the_panels(tmp_path,
         assert data[:4] == [rec["key"], rec["index"], rec["source"], "ok"] and data[5] == rec["metrics"]["psnr"]
         assert np.array_equal(np.asarray(data[4].image.convert("RGB")), on_disk)
     assert calls[-1] == ("finish", 0)
+    from dps_exp.run.loggers import WandbLogger
+
+    (tmp_path / recorded[0]["image"]).unlink()  # a panel gone from disk leaves its cell empty, not the run failed
+    logger = WandbLogger()
+    logger.out_dir = tmp_path
+    cells = [row[4] for row in logger.results_table(recorded).data]
+    assert cells[0] is None and isinstance(cells[1], wandb.Image)

@@ -128,14 +128,15 @@ class WandbLogger(Logger):
 
     def results_table(self, rows: Sequence[Mapping]):
         """A `wandb.Table` with a row per result: key, index, source, status, its panel (an image, unless
-        `log_images` is off; None for an unreadable image) and its metrics."""
+        `log_images` is off; None for an unreadable image or a panel no longer on disk) and its metrics."""
         import wandb
 
         metrics = list(dict.fromkeys(m for r in rows for m in r.get("metrics", {})))  # an unreadable row has none
         panel = ["panel"] if self.log_images else []
         table = wandb.Table(columns=["key", "index", "source", "status", *panel, *metrics])
         for r in rows:
-            image = [wandb.Image(str(self.out_dir / r["image"]), caption=r["key"]) if r.get("image") else None]
+            path = self.out_dir / r["image"] if r.get("image") else None
+            image = [wandb.Image(str(path), caption=r["key"]) if path and path.is_file() else None]
             scores = [r.get("metrics", {}).get(m) for m in metrics]
             table.add_data(r["key"], r["index"], r["source"], r.get("status"), *(image if panel else []), *scores)
         return table
