@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
@@ -68,6 +69,29 @@ def tiny_adm_state() -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return {k: torch.randn_like(v) * 0.02 for k, v in ADMUNet(TINY_ADM).state_dict().items()}
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_backbone_downloads(tmp_path_factory):
+    """No test fetches a metric backbone, in this process or in a CLI subprocess: TORCH_HOME is empty (tests that
+    score LPIPS or FID plant random backbones with `backbones`) and HTTP(S) goes through a proxy that refuses at
+    once, so the default metrics leave LPIPS out as on a machine without network, within milliseconds and never
+    downloading 528 MiB of VGG weights on one with network (torch.hub ignores HF_HUB_OFFLINE)."""
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
+        for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            mp.setenv(name, proxy)
+        for name in ("no_proxy", "NO_PROXY"):
+            mp.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture

@@ -344,3 +344,54 @@ def test_wandb_mode_dryrun_from_the_environment_runs_offline(monkeypatch):
     spec = resolve(compose(["logger=wandb"]))
     validate(spec)
     assert build(spec["logger"]).mode == "offline"
+
+
+class FakeWandbRun:
+    """What `wandb.init` returns, recording the calls the logger makes."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.calls, self.summary = kwargs, [], {}
+
+    def define_metric(self, name, **options):
+        self.calls.append(("define_metric", name, options))
+
+    def log(self, data):
+        self.calls.append(("log", data))
+
+    def finish(self, exit_code=None):
+        self.calls.append(("finish", exit_code))
+
+
+def test_wandb_charts_each_metric_by_image_index_and_tables_the_panels(tmp_path, monkeypatch):
+    """Runs compare in W&B: metrics against the image index (not W&B's step, which a resumed session restarts),
+    and the results table shows each reconstruction's panel; a resumed session continues the same W&B run."""
+    import numpy as np
+    import wandb
+
+    runs = []
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: runs.append(FakeWandbRun(**kwargs)) or runs[-1])
+    for limit in (1, 2):  # the second session resumes the first
+        Run(spec(f"data.limit={limit}", "metrics.names=[psnr,ssim]", "logger=wandb"), tmp_path).execute()
+    first, second = runs
+    assert first.kwargs["id"] == second.kwargs["id"] == (tmp_path / "wandb_run_id").read_text()
+    assert first.kwargs["resume"] == second.kwargs["resume"] == "allow"
+    calls = second.calls
+    assert calls[0] == ("define_metric", "index", {"hidden": True})
+    assert sorted(calls[1:3]) == [("define_metric", m, {"step_metric": "index"}) for m in ("psnr", "ssim")]
+    (row,) = [c[1] for c in calls if c[0] == "log" and "index" in c[1]]  # image 0 was done by the first session
+    assert row["index"] == 1 and isinstance(row["panel"], wandb.Image) and set(row) >= {"psnr", "ssim"}
+    (table,) = [c[1]["results"] for c in calls if c[0] == "log" and "results" in c[1]]
+    assert table.columns == ["key", "index", "source", "status", "panel", "psnr", "ssim"]
+    recorded = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    for data, rec in zip(table.data, recorded, strict=True):
+        on_disk = np.asarray(Image.open(tmp_path / rec["image"]).convert("RGB"))
+        assert data[:4] == [rec["key"], rec["index"], rec["source"], "ok"] and data[5] == rec["metrics"]["psnr"]
+        assert np.array_equal(np.asarray(data[4].image.convert("RGB")), on_disk)
+    assert calls[-1] == ("finish", 0)
+    from dps_exp.run.loggers import WandbLogger
+
+    (tmp_path / recorded[0]["image"]).unlink()  # a panel gone from disk leaves its cell empty, not the run failed
+    logger = WandbLogger()
+    logger.out_dir = tmp_path
+    cells = [row[4] for row in logger.results_table(recorded).data]
+    assert cells[0] is None and isinstance(cells[1], wandb.Image)

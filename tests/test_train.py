@@ -165,3 +165,42 @@ def test_the_script_runs_from_the_command_line(photos, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "tiny.safetensors").is_file() and len(losses(tmp_path)) == 3
+
+
+def test_the_shipped_weights_are_the_warmed_up_ema_of_the_trained_ones(photos, tmp_path, monkeypatch):
+    """EMA_0 = the initial weights; step s (from 0) moves it by lerp(EMA, weights, 1 − min(ema, (1+s)/(10+s))):
+    with ema = 0.5 the warm-up holds for steps 0-7 and the decay for 8-11."""
+    from safetensors.torch import load_file
+
+    from dps_exp.train.trainer import Trainer
+
+    weights = []  # the network's weights before the first step and after each
+    real = Trainer.train_step
+
+    def recorded(self):
+        if not weights:
+            weights.append({k: v.detach().clone() for k, v in self.net.state_dict().items()})
+        loss = real(self)
+        weights.append({k: v.detach().clone() for k, v in self.net.state_dict().items()})
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", recorded)
+    trainer(photos, "train.steps=12", "train.ema=0.5").fit(tmp_path)
+    ema = weights[0]
+    for step, after in enumerate(weights[1:]):
+        weight = 1 - min(0.5, (1 + step) / (10 + step))
+        ema = {k: torch.lerp(v, after[k], weight) for k, v in ema.items()}
+    shipped = load_file(tmp_path / "tiny.safetensors")
+    assert shipped.keys() == ema.keys() and all(torch.equal(shipped[k], v) for k, v in ema.items())
+
+
+def test_a_checkpoint_from_before_the_averaged_model_resumes_exactly(photos, tmp_path):
+    """Checkpoints written while the EMA was a plain copy of the network (its state dict alone) still resume."""
+    trainer(photos, "train.steps=10").fit(tmp_path / "whole")
+    trainer(photos, "train.steps=5").fit(tmp_path / "old")
+    ckpt = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    ckpt["ema"] = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
+    torch.save(ckpt, tmp_path / "old" / "checkpoint.pt")
+    trainer(photos, "train.steps=10").fit(tmp_path / "old")
+    shipped = [(tmp_path / run / "tiny.safetensors").read_bytes() for run in ("old", "whole")]
+    assert shipped[0] == shipped[1]

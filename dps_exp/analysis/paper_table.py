@@ -100,8 +100,8 @@ def dataset_of(config: Mapping) -> str | None:
 
 
 def scores(run: Mapping, metric: str) -> bool:
-    """Whether the run asked for `metric` (its recorded `metrics.names`)."""
-    return metric in ((run["summary"].get("config") or {}).get("metrics") or {}).get("names", [])
+    """Whether the run asked for `metric` (its recorded `metrics.names`; null, the default set, has no FID)."""
+    return metric in (((run["summary"].get("config") or {}).get("metrics") or {}).get("names") or [])
 
 
 def value_at(config: Mapping, key: str):

@@ -28,6 +28,9 @@ def backbone_url(name: str) -> tuple[str, bool]:
     """The URL the metric libraries download `name` from (`vgg`, `alex`, `inception`), and whether the
     file name carries a sha256 prefix that the download is checked against (torchvision's do)."""
     if name == "inception":
+        # torchmetrics' FID runs torch-fidelity's FeatureExtractorInceptionV3 (torchmetrics.image.fid's
+        # NoTrainInceptionV3 subclasses it), whose loader fetches URL_INCEPTION_V3 into the hub cache: neither
+        # package offers the URL any other way (tests/test_metrics.py checks it is what that loader fetches)
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
         except ModuleNotFoundError:

@@ -7,6 +7,7 @@ images, as FID always does: the reconstructions saved as PNGs and the ground tru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -17,14 +18,18 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from torchvision.io import ImageReadMode, decode_image
 
 from dps_exp.denoisers.weights import file_sha256
-from dps_exp.metrics.backbones import ensure_backbone
+from dps_exp.metrics.backbones import BackboneError, ensure_backbone
 
+log = logging.getLogger(__name__)
 MetricName = Literal["psnr", "ssim", "lpips", "fid"]
 BACKBONES = {"lpips": None, "fid": "inception"}  # None: the configured LPIPS network
 SET_LEVEL = ("fid",)
 """Metrics scored over a whole set (from the reconstructions on disk, once the set is complete), not per image:
 the one place that says so; `Metrics.over_set` scores them."""
 FID_BATCH = 32
+DEFAULT_NAMES: tuple[MetricName, ...] = ("psnr", "ssim", "lpips")
+"""What `metrics.names=null` (conf/metrics/default.yaml) scores. Of the default set, a metric whose backbone is
+missing and cannot be downloaded is left out with a warning; a metric named in `metrics.names` stops the run."""
 
 
 def psnr(x: Tensor, ref: Tensor) -> Tensor:
@@ -48,14 +53,19 @@ class Metrics:
     min–max rescaling).
 
     `names`: psnr, ssim and lpips are scored per image by `__call__` ({name: (B,)}); fid is scored over a
-    whole set by `fid`. `lpips_net`: LPIPS's backbone, `vgg` (the DPS evaluation) or `alex` (LPIPS's own
-    default). `fid_features`: the Inception layer FID compares, 2048 (the standard, the paper's) or a smaller
-    one. Backbone weights come from the torch hub cache (`dps_exp.metrics.backbones`); `check` fetches them up front.
+    whole set by `fid`; None is the default set, `DEFAULT_NAMES`, of which `check` leaves LPIPS out (one warning,
+    the reason kept in `left_out`) when its backbone is missing, where a metric named in a list stops the run.
+    `lpips_net`: LPIPS's backbone, `vgg` (the DPS evaluation) or `alex` (LPIPS's own default). `fid_features`:
+    the Inception layer FID compares, 2048 (the standard, the paper's) or a smaller one. Backbone weights come
+    from the torch hub cache (`dps_exp.metrics.backbones`); `check` fetches them up front.
 
     Args:
-        names: per image: torchmetrics PSNR and SSIM (data range 1), LPIPS; over each run's whole set: FID
-            (torchmetrics, needs the `fid` extra), between the 8-bit reconstructions and the ground truth, computed
-            from disk at the end (null with a reason below 2 images or for an interrupted run)
+        names: null: the default set, PSNR, SSIM and LPIPS, where LPIPS is left out (one warning line, and
+            `metrics.lpips` in summary.json says why) when its backbone is not on disk and cannot be downloaded; a
+            list: exactly those, and a missing backbone stops the run. Per image: torchmetrics PSNR and SSIM (data
+            range 1), LPIPS; over each run's whole set: FID (torchmetrics, needs the `fid` extra), between the 8-bit
+            reconstructions and the ground truth, computed from disk at the end (null with a reason below 2 images
+            or for an interrupted run)
         lpips_net: LPIPS backbone: `vgg` (the DPS evaluation script's) or `alex` (LPIPS's default)
         fid_features: Inception features FID compares: 2048 (standard, the paper's); 64, 192, 768 are cheaper and not
             comparable
@@ -63,26 +73,46 @@ class Metrics:
 
     def __init__(
         self,
-        names: Sequence[MetricName] = ("psnr", "ssim"),
+        names: Sequence[MetricName] | None = None,
         lpips_net: Literal["vgg", "alex"] = "vgg",
         fid_features: Literal[64, 192, 768, 2048] = 2048,
     ):
-        self.names = list(names)
+        self.chosen = names is not None
+        self.names: list[str] = list(DEFAULT_NAMES if names is None else names)
         self.lpips_net, self.fid_features = lpips_net, fid_features
-        self.per_image = [n for n in self.names if n not in SET_LEVEL]
-        self.set_level = [n for n in self.names if n in SET_LEVEL]
+        self.left_out: dict[str, str] = {}
+        """Metrics of the default set left out because their backbone is missing: {metric: why, how to get it}."""
         self._lpips = None
 
-    def check(self) -> dict[str, dict]:
-        """Make sure the backbone of every chosen metric is on disk (a missing one stops the run before any
-        work); returns {metric: {backbone, file, sha256}} for the record."""
+    @property
+    def per_image(self) -> list[str]:
+        return [n for n in self.names if n not in SET_LEVEL]
+
+    @property
+    def set_level(self) -> list[str]:
+        return [n for n in self.names if n in SET_LEVEL]
+
+    def check(self, required: Sequence[str] = ()) -> dict[str, dict]:
+        """Make sure the backbone of every metric to score is on disk; returns {metric: {backbone, file, sha256}}
+        for the record. A missing one stops the run before any work (BackboneError) when the metric was named
+        in `names` or is `required` (the metric a sweeper optimizes); one of the default set is left out instead,
+        with one warning line, its reason kept in `left_out`."""
         found = {}
         for metric, backbone in BACKBONES.items():
-            if metric in self.names:
-                backbone = backbone or self.lpips_net
-                without = "metrics.names=[" + ",".join(n for n in self.names if n != metric) + "]"
+            if metric not in self.names:
+                continue
+            backbone = backbone or self.lpips_net
+            without = "metrics.names=[" + ",".join(n for n in self.names if n != metric) + "]"
+            try:
                 path = ensure_backbone(backbone, metric, without)
-                found[metric] = {"backbone": backbone, "file": str(path), "sha256": file_sha256(path)}
+            except BackboneError as err:
+                if self.chosen or metric in required:
+                    raise
+                self.names.remove(metric)
+                self.left_out[metric] = f"{metric} is left out of the default metrics: {err}"
+                log.warning("%s", self.left_out[metric])
+                continue
+            found[metric] = {"backbone": backbone, "file": str(path), "sha256": file_sha256(path)}
         return found
 
     @torch.no_grad()

@@ -48,7 +48,9 @@ class Run:
         self.schedule = build(spec["schedule"]).to(self.device)
         self.data: DataSource = build(spec["data"])
         self.metrics: Metrics = build(spec["metrics"])
-        metric_weights = self.metrics.check()  # a missing LPIPS/FID backbone stops the run before any work
+        # a missing LPIPS/FID backbone stops the run before any work, or leaves a default metric out: before the
+        # identity below records the metrics actually scored
+        metric_weights = self.metrics.check(required=[self.settings.optimized_metric])
         self.prior: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.prior.to(self.device).eval().requires_grad_(False)
         self.prior.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)

@@ -33,6 +33,13 @@ class WandbLogger(Logger):
     mode: `offline` (default: needs no account or network; `wandb sync` uploads later), `online`, `disabled`;
     `dryrun`, W&B's older name for offline, is taken as offline (it may come from `$WANDB_MODE`).
 
+    Each image's metrics are logged against its index (`define_metric(..., step_metric="index")`), so that runs
+    over the same images line up in W&B's charts, whichever order or session scored them; the results table at
+    the end has a row per image with its panel as an image column, to compare reconstructions across runs. A
+    resumed run continues the same W&B run (the id kept in `wandb_run_id`, `resume="allow"`); offline, each
+    session writes its own `wandb/offline-run-*` directory, and `wandb sync` uploads them in order of start
+    into that one run.
+
     Args:
         mode: `offline` (no account or network needed; W&B's older `dryrun` is taken as offline), `online` or
             `disabled`; the option takes `$WANDB_MODE` when it is set
@@ -40,7 +47,7 @@ class WandbLogger(Logger):
         entity: W&B entity (team or user)
         group: W&B group
         tags: W&B tags
-        log_images: upload the PNG panels
+        log_images: upload the PNG panels (with each image's metrics and in the results table)
     """
 
     def __init__(
@@ -56,6 +63,9 @@ class WandbLogger(Logger):
         self.project, self.entity, self.group = project, entity, group
         self.tags, self.log_images = list(tags), log_images
         self.run = None
+        self.out_dir = Path(".")
+        self.defined: set[str] = set()
+        """The metrics given `index` as their step metric so far."""
 
     def start(self, config: Mapping, out_dir: Path, name: str) -> None:
         import wandb
@@ -81,6 +91,8 @@ class WandbLogger(Logger):
                 f"W&B could not start a {self.mode} run ({type(err).__name__}: {err}); {hint}logger=none. "
                 "Results are written to disk either way."
             ) from err
+        self.out_dir, self.defined = Path(out_dir), set()
+        self.run.define_metric("index", hidden=True)  # the x axis, not a chart of its own
 
     @staticmethod
     def run_id(out_dir: Path) -> str:
@@ -94,20 +106,16 @@ class WandbLogger(Logger):
         import wandb
 
         data = {k: v for k, v in row.get("metrics", {}).items() if v is not None}
+        for name in data.keys() - self.defined:  # charted against the image index, not W&B's own step
+            self.run.define_metric(name, step_metric="index")
+            self.defined.add(name)
         if self.log_images and image is not None:
             data["panel"] = wandb.Image(str(image), caption=row["key"])
         self.run.log({"index": row["index"], **data})
 
     def finish(self, summary: Mapping, rows: Sequence[Mapping]) -> None:
-        import wandb
-
         if rows:
-            metrics = dict.fromkeys(m for r in rows for m in r.get("metrics", {}))  # an unreadable row has none
-            columns = ["key", "index", "source", "status", *metrics]
-            table = wandb.Table(columns=columns)
-            for r in rows:
-                table.add_data(*[r.get(c, r.get("metrics", {}).get(c)) for c in columns])
-            self.run.log({"results": table})
+            self.run.log({"results": self.results_table(rows)})
         for name, agg in summary.get("metrics", {}).items():
             for stat, value in agg.items():
                 self.run.summary[f"{name}/{stat}"] = value
@@ -117,3 +125,18 @@ class WandbLogger(Logger):
             self.run.summary[key] = summary.get(key)
         self.run.finish(exit_code=0 if summary.get("status") == "complete" else 1)  # W&B marks the others failed
         self.run = None
+
+    def results_table(self, rows: Sequence[Mapping]):
+        """A `wandb.Table` with a row per result: key, index, source, status, its panel (an image, unless
+        `log_images` is off; None for an unreadable image or a panel no longer on disk) and its metrics."""
+        import wandb
+
+        metrics = list(dict.fromkeys(m for r in rows for m in r.get("metrics", {})))  # an unreadable row has none
+        panel = ["panel"] if self.log_images else []
+        table = wandb.Table(columns=["key", "index", "source", "status", *panel, *metrics])
+        for r in rows:
+            path = self.out_dir / r["image"] if r.get("image") else None
+            image = [wandb.Image(str(path), caption=r["key"]) if path and path.is_file() else None]
+            scores = [r.get("metrics", {}).get(m) for m in metrics]
+            table.add_data(r["key"], r["index"], r["source"], r.get("status"), *(image if panel else []), *scores)
+        return table

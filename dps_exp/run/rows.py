@@ -98,7 +98,7 @@ class Rows:
         return {
             "status": status,
             **counts(rows),
-            "metrics": aggregate(rows) | self.set_level(point, rows, status),
+            "metrics": aggregate(rows) | self.left_out() | self.set_level(point, rows, status),
             "metric_weights": self.metric_weights,
             "point": point.values,
             "overrides": point.overrides,
@@ -129,6 +129,10 @@ class Rows:
                 point.recorder.release()
                 summaries.append(summary)
         return summaries, (held.caught[0] if held.caught else None)
+
+    def left_out(self) -> dict[str, dict]:
+        """The default metrics left out for a missing backbone: {name: {value: None, reason}}."""
+        return {name: {"value": None, "reason": reason} for name, reason in self.metrics.left_out.items()}
 
     def set_level(self, point: Point, rows: Sequence[Mapping], status: str) -> dict:
         """Metrics over a point's whole set (FID), computed from the reconstructions on disk and the ground truth

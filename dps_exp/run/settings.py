@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from dps_exp.config import PER_SAMPLE, Range, check_node, per_sample_keys
 from dps_exp.errors import ConfigError
+from dps_exp.metrics.image import DEFAULT_NAMES
 from dps_exp.run.points import point_id, with_values
 
 GROUPS = ("schedule", "physics", "denoiser", "sampler", "data", "metrics", "logger")
@@ -76,8 +77,9 @@ def validate(spec: Mapping) -> None:
         check_node(spec[group], group)
     check_node({k: v for k, v in spec.items() if k not in GROUPS}, "", target=Settings)
     metric = spec.get("optimized_metric", "psnr")
-    if metric not in spec["metrics"].get("names", [metric]):
-        names = ", ".join(spec["metrics"]["names"])
+    names = spec["metrics"].get("names", [metric])
+    if metric not in (DEFAULT_NAMES if names is None else names):
+        names = ", ".join(DEFAULT_NAMES if names is None else names)
         raise ConfigError(f"optimized_metric={metric!r} is not allowed: it must be one of the scored metrics ({names})")
 
 

@@ -10,7 +10,6 @@ Outputs in the run directory: `checkpoint.pt` (every `checkpoint_every` steps), 
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import Annotated, Literal
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from dps_exp.config import Range
@@ -36,6 +36,18 @@ from dps_exp.train.crops import PhotoCrops
 log = logging.getLogger(__name__)
 CHECKPOINT, LOSSES = "checkpoint.pt", "loss.csv"
 CARD_FORMAT = "dps-exp prior card 1"
+
+
+def warmed_up_ema(decay: float):
+    """AveragedModel's `multi_avg_fn` for an EMA whose decay warms up: the n-th average after the initial copy
+    (n = `n_averaged`, 1 for the first training step) uses min(decay, n / (9 + n)), i.e. (1 + s) / (10 + s) at
+    step s, so a short training does not ship mostly its random initialisation."""
+
+    def update(ema_params, params, n_averaged) -> None:
+        n = int(n_averaged)
+        get_ema_multi_avg_fn(min(decay, n / (9 + n)))(ema_params, params, n_averaged)
+
+    return update
 
 
 def machine() -> str:
@@ -65,7 +77,8 @@ class Trainer:
         warmup: linear warm-up steps
         weight_decay: AdamW weight decay
         grad_clip: gradient-norm clip
-        ema: EMA decay, with a warm-up (1 + n)/(10 + n) early on
+        ema: EMA decay (`torch.optim.swa_utils.AveragedModel`, from the initial weights), min(ema, (1 + n)/(10 + n))
+            at step n: a warm-up early on
         precision: `bf16` (autocast around the network, ~1.9× faster on CPUs with bf16 instructions) or `fp32`
         threads: `torch.set_num_threads` (null: torch's default)
         seed: seeds the initial weights and the one generator that draws crops, timesteps and noise
@@ -124,7 +137,8 @@ class Trainer:
             torch.set_num_threads(self.threads)
         torch.manual_seed(self.seed)  # the initial weights; everything after draws from self.gen
         self.net = ADMUNet(self.cfg)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.ema = AveragedModel(self.net, multi_avg_fn=warmed_up_ema(self.ema_decay)).requires_grad_(False)
+        self.ema.update_parameters(self.net)  # the average starts at the initial weights (n_averaged = 1)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.gen = torch.Generator().manual_seed(self.seed)
         self.step, self.elapsed, self.loss_ema = 0, 0.0, None
@@ -148,7 +162,10 @@ class Trainer:
         if ckpt["architecture"] != self.cfg.to_dict():
             raise UserError(f"{path} was trained with another train.architecture; resume it with the same one")
         self.net.load_state_dict(ckpt["net"])
-        self.ema.load_state_dict(ckpt["ema"])
+        ema = ckpt["ema"]
+        if "n_averaged" not in ema:  # written before the EMA was an AveragedModel: the averaged weights alone
+            ema = {f"module.{k}": v for k, v in ema.items()} | {"n_averaged": torch.tensor(ckpt["step"] + 1)}
+        self.ema.load_state_dict(ema)
         self.opt.load_state_dict(ckpt["opt"])
         self.gen.set_state(ckpt["gen"])
         self.step, self.elapsed, self.loss_ema = ckpt["step"], ckpt["elapsed"], ckpt["loss_ema"]
@@ -177,10 +194,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.opt.step()
-        # EMA with a warm-up (decay (1+n)/(10+n) early on), so short runs do not ship the random init
-        decay = min(self.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - decay)
+        self.ema.update_parameters(self.net)  # decay min(ema, (1 + step) / (10 + step)): `warmed_up_ema`
         self.step += 1
         value = loss.item()
         self.loss_ema = value if self.loss_ema is None else 0.99 * self.loss_ema + 0.01 * value
@@ -252,7 +266,7 @@ class Trainer:
     def export(self, out: Path) -> dict:
         """Write the EMA weights as safetensors and the card beside them; returns the card."""
         weights = out / f"{self.name}.safetensors"
-        save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(weights))
+        save_file({k: v.contiguous() for k, v in self.ema.module.state_dict().items()}, str(weights))
         card = {
             "format": CARD_FORMAT,
             "name": self.name,
@@ -265,7 +279,7 @@ class Trainer:
                 "num_train_steps": self.schedule.num_train_steps,
             },
             "architecture": self.cfg.to_dict(),
-            "parameters": count_parameters(self.ema),
+            "parameters": count_parameters(self.ema.module),
             "data": self.data.describe(),
             "training": {
                 "steps": self.step,
