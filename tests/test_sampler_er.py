@@ -59,6 +59,13 @@ def test_channel_alignment_keeps_the_magnitudes_and_undoes_a_channel_s_own_flip(
     assert torch.equal(align_to_first_channel(-x), -x)  # the image as a whole keeps its ambiguity
 
 
+def test_align_channels_turns_the_result_s_channels_and_nothing_else():
+    x, y, physics, x0 = ref.problem(channels=3)
+    plain, _ = ref.ours(ER(20), y, physics, x0)
+    aligned, _ = ref.ours(ER(20, align_channels=True), y, physics, x0)
+    assert torch.equal(aligned.x, align_to_first_channel(plain.x))
+
+
 def test_restarts_keep_each_sample_s_best_fit():
     """Three starts: each sample's estimate is that of its lowest Fourier error, never worse than the first."""
     x, y, physics, x0 = ref.problem(sigma=0)

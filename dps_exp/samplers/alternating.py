@@ -23,14 +23,16 @@ support, each channel on its own; that is what the paper's best of 4 samples is 
 Negative y (Gaussian noise on small magnitudes) is projected to 0, the nearest magnitude. Poisson noise is
 refused: its y is clipped to [-1, 1] (dps_exp/physics/noise.py), no longer a magnitude above 1.
 
-Colour: each channel is its own phase-retrieval problem, so each comes back up to its own sign and 180° rotation;
-`align_channels` (our step: the published algorithms are single-channel) turns channels 1, 2, … to the variant
-that correlates best with channel 0, as the channels of natural images do. The whole image keeps the ambiguity.
+Colour: each channel is its own phase-retrieval problem, so each comes back up to its own sign and 180° rotation
+(the published algorithms are single-channel, and by default the channels are left as solved). `align_channels`
+(our step, off by default) turns channels 1, 2, … to the variant that correlates best with channel 0, as the
+channels of natural images do; the whole image keeps the ambiguity.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Annotated, ClassVar
 
 import torch
@@ -111,8 +113,9 @@ class AlternatingProjections(Sampler):
         iterations: iterations per run (each one projection onto the magnitudes and one onto the object constraints)
         restarts: independent random starts per sample; the one whose estimate fits the magnitudes best (lowest R_F)
             is returned (the paper's best of 4 is a different thing: `seed=[0,1,2,3]`, scored against the truth)
-        align_channels: turn each channel after the first to the sign and 180° rotation (equally consistent with y)
-            that correlates best with the first; `false`: the channels as solved, each in its own orientation
+        align_channels: `true`: turn each channel after the first to the sign and 180° rotation (equally consistent
+            with y) that correlates best with the first (not in the published algorithms); `false`: the channels as
+            solved, each in its own orientation
     """
 
     name: ClassVar[str]
@@ -124,7 +127,7 @@ class AlternatingProjections(Sampler):
         self,
         iterations: Annotated[int, Range(1, None)] = 2000,
         restarts: Annotated[int, Range(1, None)] = 1,
-        align_channels: bool = True,
+        align_channels: bool = False,
     ):
         self.iterations, self.restarts, self.align_channels = iterations, restarts, align_channels
 
@@ -189,8 +192,12 @@ class AlternatingProjections(Sampler):
         after each iteration."""
 
 
+Update = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""x_{k+1} from (x_k, x'_k, out_k), all on the grid (B, C, H', W')."""
+
+
 def iterate(
-    problem: FourierMagnitudes, x: Tensor, iterations: int, update, step: Callback
+    problem: FourierMagnitudes, x: Tensor, iterations: int, update: Update, step: Callback
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The plain loop of ER and HIO: x_{k+1} = update(x_k, x'_k, out_k); returns out_{K−1}, its R_F, diverged_at."""
     diverged_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)

@@ -40,7 +40,7 @@ class HIO(AlternatingProjections):
         iterations: Annotated[int, Range(1, None)] = 2000,
         beta: Annotated[float, Range(0, None, lo_open=True), PER_SAMPLE] = 0.9,
         restarts: Annotated[int, Range(1, None)] = 1,
-        align_channels: bool = True,
+        align_channels: bool = False,
     ):
         super().__init__(iterations, restarts, align_channels)
         self.beta = beta

@@ -56,7 +56,7 @@ class OSS(HIO):
         beta: Annotated[float, Range(0, None, lo_open=True), PER_SAMPLE] = 0.9,
         stages: Annotated[int, Range(1, None)] = 10,
         restarts: Annotated[int, Range(1, None)] = 1,
-        align_channels: bool = True,
+        align_channels: bool = False,
     ):
         super().__init__(iterations, beta, restarts, align_channels)
         if stages > iterations:
