@@ -16,6 +16,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dps_exp import batch
 from dps_exp.config import build, resolve
 from dps_exp.samplers.dps import DPS
+from dps_exp.samplers.er import ER
+from dps_exp.samplers.hio import HIO
+from dps_exp.samplers.oss import OSS
 from tests.conftest import TinyADM, tiny_adm_state
 from tests.helpers import CONF_DIR, compose
 
@@ -79,6 +82,37 @@ OPERATORS = sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml"))
 def test_the_sampling_loop_never_waits_for_the_device(physics_name, noise):
     for variance in ("eta", "learned"):
         assert sample_watched(physics_name, noise, variance) == [], (physics_name, noise, variance)
+
+
+PHASE = {
+    "er": lambda beta: ER(6, restarts=2),
+    "hio": lambda beta: HIO(6, beta=beta, restarts=2),
+    "oss": lambda beta: OSS(6, beta=beta, stages=3, restarts=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PHASE))
+def test_the_phase_retrieval_loops_never_wait_for_the_device(name):
+    """sampler=er, hio, oss at batch 2 with a β per sample, two restarts (OSS: three stages), watched from the end
+    of their first iteration to their result (the restarts' choice and the channel alignment included)."""
+    spec = resolve(compose(["physics=phase_retrieval"]))
+    shape = (2, 3, 16, 16)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    physics = build(spec["physics"]).draw(shape, batch.generators([0, 0], [0, 1], "operator"), torch.device("cpu"))
+    y = physics.measure(x, batch.generators([0, 0], [0, 1], "measurement"))
+    gens = batch.generators([0, 0], [0, 1], "sampler")
+    watcher = HostSyncs()
+
+    def callback(i, x_next, x0):
+        if i == 0:
+            watcher.__enter__()
+
+    try:
+        PHASE[name](torch.tensor([0.5, 0.9])).sample(y, physics, None, None, lambda: batch.randn(shape, gens), callback)
+    finally:
+        if watcher in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
+            watcher.__exit__(None, None, None)
+    assert watcher.seen == []
 
 
 def test_the_watcher_sees_a_value_read_and_a_boolean_mask():
