@@ -47,6 +47,30 @@ def test_a_posterior_testbed_rerun_into_the_same_out_replaces_its_rows(tmp_path)
     assert len(first) == 2 and rows() == first
 
 
+def test_the_posterior_testbed_scores_the_draws_a_run_with_as_many_samples_records(tmp_path):
+    from dps_exp.config import resolve
+    from dps_exp.run.experiment import Run
+    from tests.helpers import compose
+
+    testbed = runpy.run_path(str(ROOT / "scripts" / "posterior_testbed.py"))
+    testbed["main"](["--out", str(tmp_path / "bed"), "--images", "2", "--samples", "3", "--steps", "4",
+                     "--step-sizes", "0.5,2"])  # fmt: skip
+    bed = [json.loads(line) for line in (tmp_path / "bed" / "results.jsonl").read_text().splitlines()]
+    for size in (0.5, 2):
+        Run(resolve(compose(["denoiser=gmm", "data=prior_samples", "data.count=2", "physics.mask=0.2",
+                             "sampler.steps=4", f"sampler.step_size={size}", "samples=3", "metrics.names=[psnr]",
+                             "logger=none", "progress=false"])), tmp_path / str(size)).execute()  # fmt: skip
+        run = [
+            json.loads(line)["metrics"] for line in (tmp_path / str(size) / "results.jsonl").read_text().splitlines()
+        ]
+        ours = [r for r in bed if r["step_size"] == size]
+        assert len(run) == len(ours) == 2
+        for theirs, mine in zip(run, ours, strict=True):
+            assert mine["psnr_mean"] == pytest.approx(theirs["psnr_of_mean"], abs=1e-4)
+            for name in ("mean_rmse", "sliced_w2", "coverage"):
+                assert mine[name] == pytest.approx(theirs[name], abs=1e-5), name
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
