@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides", nargs="*", help="further config overrides, e.g. denoiser.components=8")
     args = p.parse_args(argv)
     args.out = args.out or Path("outputs/testbed") / args.prior
+    sizes = args.step_sizes
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     try:
         spec = spec_for(args)
@@ -99,14 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
         data = build(spec["data"])
         items = data.items()
-        first = expand(spec, per_sample_of(spec))[0]  # the per-sample values; eta and step size are set per row
+        # the per-sample values; eta and step size (lists of any lengths here, not zipped) are set per row
+        per_row = {"sampler.eta": args.etas[0], "sampler.step_size": sizes[0]}
+        first = expand(spec, [k for k in per_sample_of(spec) if k not in per_row])[0] | per_row
         engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device("cpu"))
         engine.check((data.channels, data.size, data.size), first)
     except (UserError, HydraException) as err:
         p.error(str(err).splitlines()[0])
     args.out.mkdir(parents=True, exist_ok=True)
     truth = torch.stack([data.load(it) for it in items])  # (B, C, H, W), [0, 1] scale (unclipped)
-    B, S, sizes = truth.shape[0], args.samples, args.step_sizes
+    B, S = truth.shape[0], args.samples
     physics, y = engine.measure(to_signed(truth), Batch(truth, each(first, B), range(B), [0] * B))
     exact = exact_posterior(prior, physics, y, truth.shape[1:])
     exact_sample = exact.sample(1, torch.Generator().manual_seed(args.seed))[:, 0].float()

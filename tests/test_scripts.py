@@ -54,8 +54,9 @@ def test_the_posterior_testbed_scores_the_draws_a_run_with_as_many_samples_recor
 
     testbed = runpy.run_path(str(ROOT / "scripts" / "posterior_testbed.py"))
     testbed["main"](["--out", str(tmp_path / "bed"), "--images", "2", "--samples", "3", "--steps", "4",
-                     "--step-sizes", "0.5,2"])  # fmt: skip
+                     "--step-sizes", "0.5,1,2", "--etas", "1,0.5"])  # fmt: skip
     bed = [json.loads(line) for line in (tmp_path / "bed" / "results.jsonl").read_text().splitlines()]
+    assert len(bed) == 2 * 3 * 2
     for size in (0.5, 2):
         Run(resolve(compose(["denoiser=gmm", "data=prior_samples", "data.count=2", "physics.mask=0.2",
                              "sampler.steps=4", f"sampler.step_size={size}", "samples=3", "metrics.names=[psnr]",
@@ -63,7 +64,7 @@ def test_the_posterior_testbed_scores_the_draws_a_run_with_as_many_samples_recor
         run = [
             json.loads(line)["metrics"] for line in (tmp_path / str(size) / "results.jsonl").read_text().splitlines()
         ]
-        ours = [r for r in bed if r["step_size"] == size]
+        ours = [r for r in bed if r["step_size"] == size and r["eta"] == 1]
         assert len(run) == len(ours) == 2
         for theirs, mine in zip(run, ours, strict=True):
             assert mine["psnr_mean"] == pytest.approx(theirs["psnr_of_mean"], abs=1e-4)
