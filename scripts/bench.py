@@ -2,8 +2,9 @@
 
 Both run the FFHQ architecture with the same random weights (copied from deepinv's DiffUNet into ours) on
 random inpainting. "tutorial" is the loop of the seed tutorial as written (fp32, weights not frozen, the
-noise-level interface with its timestep search, a copy of each iterate to the CPU); "ours" is
-`DPS.sample` with frozen weights and the chosen speed options. Each configuration runs in its own process
+noise-level interface with its timestep search, a copy of each iterate to the CPU); "ours" is the run's
+engine (measure → `DPS.sample` → PSNR, as `python -m dps_exp.run` runs a batch) with frozen weights and the
+chosen speed options. Each configuration runs in its own process
 (clean peak memory, no compile cache shared). Prints a Markdown table; `--out` appends JSON lines.
 
     python scripts/bench.py --size 64 --batch 1 4 --precision fp32 bf16 --steps 5          # CPU here
@@ -97,18 +98,30 @@ def tutorial_steps(model, batch: int, size: int, steps: int, device: str) -> Non
         xs.append(xt_next.to("cpu"))
 
 
-def our_steps(prior, schedule, batch: int, size: int, steps: int, device: str) -> None:
-    """`steps` steps of the product's DPS loop (DDIM η=1 over the 200-step stride, as the tutorial)."""
-    from dps_exp import batch as per_sample
-    from dps_exp.physics import RandomInpainting
-    from dps_exp.samplers.dps import DPS
+def our_steps(prior, schedule, cfg: dict, steps: int):
+    """The product's loop: a function that runs one batch of random images through the run's engine (measure,
+    `steps` DPS steps, DDIM η=1 as the tutorial, PSNR) on random inpainting keeping 10% (the tutorial's). Its
+    config is composed as the CLI composes it, here, outside the timed region."""
+    from dps_exp.config import build
+    from dps_exp.run.cli import compose
+    from dps_exp.run.engine import Batch, Engine
+    from dps_exp.run.points import expand
+    from dps_exp.run.settings import per_sample_of
 
-    gens = per_sample.generators([0] * batch, range(batch), "sampler", device)
-    physics = RandomInpainting(mask=0.1).draw((batch, 3, size, size), [torch.Generator()] * batch, device)
-    y = physics.A(torch.rand(batch, 3, size, size, device=device) * 2 - 1)
-    sampler = DPS(steps=200)
-    sampler.timesteps = lambda s, *_: s.timesteps(200)[:steps]  # the first `steps` steps of the 200-step walk
-    sampler.sample(y, physics, prior, schedule, noise=lambda: per_sample.randn((batch, 3, size, size), gens))
+    spec = compose([
+        "physics=inpaint_random", "physics.mask=0.1", f"sampler.steps={steps}", "metrics.names=[psnr]",
+        "denoiser=random_adm", f"denoiser.architecture={cfg['arch']}", f"data.size={cfg['size']}",
+        f"data.batch_size={cfg['batch']}", f"device={cfg['device']}", f"precision={cfg['precision']}",
+        f"compile={cfg['compile']}", f"channels_last={cfg['channels_last']}", "logger=none", "progress=false",
+    ])  # fmt: skip
+    engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device(cfg["device"]))
+    batch = cfg["batch"]
+    values = {k: [v] * batch for k, v in expand(spec, per_sample_of(spec))[0].items()}
+
+    def one_batch() -> None:
+        engine(Batch(torch.rand(batch, 3, cfg["size"], cfg["size"]), values, range(batch), [0] * batch))
+
+    return one_batch
 
 
 def run_one(cfg: dict) -> dict:
@@ -133,9 +146,11 @@ def run_one(cfg: dict) -> dict:
 
         prior = Prior(schedule, net).to(device).eval().requires_grad_(False)
         prior.accelerate(cfg["precision"], cfg["compile"], cfg["channels_last"])
+        loops = {n: our_steps(prior, schedule, cfg, n) for n in {cfg["warmup"], steps} if n > 0}  # n-step runs
 
         def go(n):
-            our_steps(prior, schedule, batch, size, n, device)
+            if n > 0:
+                loops[n]()
 
     warm = time.perf_counter()
     go(cfg["warmup"])  # includes torch.compile's compilation when on

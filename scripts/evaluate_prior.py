@@ -7,8 +7,10 @@ plain interpolation, on crops of photographs the learned prior never saw. Writes
 
 Tasks (--tasks): inpaintNN keeps NN% of the pixels at random, sr4 is ×4 super-resolution; both with noise
 sigma 0.05. Their operators are the project's own, composed from its config (`physics=inpaint_random`,
-`physics=super_resolution physics.factor=4`: bicubic, as the paper). The docs' table is made from these files
-by scripts/prior_docs.py.
+`physics=super_resolution physics.factor=4`: bicubic, as the paper). DPS goes through the run's engine
+(`dps_exp.run.engine.Engine`) with the config of that task and prior: crop c's operator, measurement and draw s
+are those a run would give image c (`seed=--seed`, `samples=--samples`), and the baselines see the same
+measurement. The docs' table is made from these files by scripts/prior_docs.py.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from dps_exp import batch
 from dps_exp.analysis.baselines import linear_inpaint
 from dps_exp.config import build
 from dps_exp.denoisers.exact import exact_posterior
+from dps_exp.errors import UserError
 from dps_exp.metrics.image import psnr
+from dps_exp.physics.base import Physics
 from dps_exp.run.cli import compose
-from dps_exp.run.engine import to_signed, to_unit
+from dps_exp.run.engine import Batch, Engine, to_signed, to_unit
+from dps_exp.run.points import expand
+from dps_exp.run.settings import per_sample_of, validate
 from dps_exp.train.crops import DEMO_PHOTOS, heldout_crops
 
 SIGMA = 0.05  # measurement noise on the [-1, 1] scale, as every task of the paper
@@ -73,18 +78,46 @@ def step_size_arg(text: str) -> dict[tuple[str, str], float]:
     return chosen
 
 
-def physics_for(task: str, shape, indices: list[int], seed: int):
-    """The task's operator drawn for `shape`, sample b drawing from crop indices[b]'s streams (so the
-    samples of one crop share their operator)."""
-    physics = build(compose(task_overrides(task))["physics"])
-    return physics.draw(shape, batch.generators([seed] * len(indices), indices, "operator"), torch.device("cpu"))
+def spec_for(task: str, prior: str, steps: int, seed: int) -> dict:
+    """The run config of DPS with `prior` on `task` (η = 1; the step size is set per sample), validated."""
+    spec = compose([*task_overrides(task), f"denoiser={prior}", f"sampler.steps={steps}", f"seed={seed}",
+                    "metrics.names=[psnr]"])  # fmt: skip
+    validate(spec)
+    return spec
 
 
-def measure(task: str, x: torch.Tensor, seed: int):
-    """(physics, y) for crops x (B, 3, H, W) on [-1, 1]; the streams of crop b are (seed, b)."""
-    idx = list(range(x.shape[0]))
-    physics = physics_for(task, x.shape, idx, seed)
-    return physics, physics.measure(x, batch.generators([seed] * len(idx), idx, "measurement"))
+def engines(names, tasks, steps: int, seed: int, crop: int) -> dict[tuple[str, str], Engine]:
+    """An engine per (prior, task), each prior built once as a run builds it (frozen, eval mode)
+    and each configuration checked against crop×crop RGB images as a run checks it."""
+    specs = {(name, task): spec_for(task, name, steps, seed) for name in names for task in tasks}
+    schedule = build(next(iter(specs.values()))["schedule"])
+    priors = {name: build(specs[(name, tasks[0])]["denoiser"], schedule=schedule).eval().requires_grad_(False)
+              for name in names}  # fmt: skip
+    out = {}
+    for (name, task), spec in specs.items():
+        out[(name, task)] = Engine(spec, schedule, priors[name], build(spec["metrics"]), torch.device("cpu"))
+        out[(name, task)].check((3, crop, crop), first_point(spec))
+    return out
+
+
+def first_point(spec) -> dict:
+    """The config's per-sample values (seed, noise, mask, η, step size, …)."""
+    return expand(spec, per_sample_of(spec))[0]
+
+
+def batch_of(engine: Engine, crops: torch.Tensor, indices, draws, step_sizes=None) -> Batch:
+    """A batch of crops (B, 3, H, W) on [0, 1], sample b measuring as image indices[b] and drawing draws[b];
+    `step_sizes` one per sample (default: the config's)."""
+    values = {k: [v] * len(indices) for k, v in first_point(engine.spec).items()}
+    if step_sizes is not None:
+        values["sampler.step_size"] = [float(z) for z in step_sizes]
+    return Batch(crops, values, list(indices), list(draws))
+
+
+def measure(engine: Engine, crops: torch.Tensor) -> tuple[Physics, torch.Tensor]:
+    """(physics, y) for crops (B, 3, H, W) on [0, 1], crop b measured as image b of a run."""
+    B = crops.shape[0]
+    return engine.measure(to_signed(crops), batch_of(engine, crops, range(B), [0] * B))
 
 
 def interpolate(task: str, physics, y: torch.Tensor, shape, mode: str = "bilinear") -> torch.Tensor:
@@ -98,44 +131,28 @@ def interpolate(task: str, physics, y: torch.Tensor, shape, mode: str = "bilinea
     return linear_inpaint(y, physics.m).clamp(-1, 1)
 
 
-def gaussian_posterior_mean(task, prior, y, shape, seed) -> torch.Tensor:
-    """The Gaussian prior's exact posterior mean (its MMSE estimate), (B, 3, H, W) on [-1, 1]: what DPS on
-    that prior approximates. One crop at a time (dense d × d algebra, d = 3·H·W)."""
+def gaussian_posterior_mean(engine: Engine, crops: torch.Tensor) -> torch.Tensor:
+    """The exact posterior mean (MMSE estimate) under the engine's prior (the Gaussian) of each crop's
+    measurement (the one `measure` gives), (B, 3, H, W) on [-1, 1]: what DPS on that prior approximates. One
+    crop at a time (dense d × d algebra, d = 3·H·W)."""
     out = []
-    for b in range(shape[0]):
-        physics = physics_for(task, (1, *shape[1:]), [b], seed)
-        out.append(exact_posterior(prior, physics, y[b : b + 1], shape[1:]).mean.float())
+    for b in range(crops.shape[0]):
+        physics, y = engine.measure(to_signed(crops[b : b + 1]), batch_of(engine, crops[b : b + 1], [b], [0]))
+        out.append(exact_posterior(engine.prior, physics, y, crops.shape[1:]).mean.float())
     return torch.cat(out)
 
 
-def dps_samples(task, prior, schedule, x, steps, step_size, samples, seed, eta=1.0, crops=None) -> torch.Tensor:
-    """`samples` DPS reconstructions per image, (B, S, 3, H, W) on [-1, 1]; `step_size` a number or one per
-    image (B,). Image b measures crop `crops[b]` (default b): its operator and measurement come from that
-    crop's streams (so copies of a crop share them), and sample s has its own sampler stream."""
-    from dps_exp.samplers.dps import DPS
-
-    B = x.shape[0]
-    crops = list(range(B)) if crops is None else crops
-    idx = [crops[b] for b in range(B) for _ in range(samples)]
-    physics = physics_for(task, (B * samples, *x.shape[1:]), idx, seed)
-    x_rep = x.repeat_interleave(samples, 0)
-    y = physics.measure(x_rep, batch.generators([seed] * len(idx), idx, "measurement"))
-    zeta = torch.as_tensor(step_size, dtype=torch.float64)
-    zeta = zeta.repeat_interleave(samples) if zeta.ndim else zeta
-    gens = [
-        torch.Generator().manual_seed(batch.stream_seed(seed, c, f"sampler/{s}"))
-        for c in idx[::samples]
-        for s in range(samples)
-    ]
-    sampler = DPS(steps=steps, eta=eta, step_size=zeta)
-    out = sampler.sample(y, physics, prior, schedule, noise=lambda: batch.randn(x_rep.shape, gens))
-    return out.x.view(B, samples, *x.shape[1:])
-
-
-def load_prior(name: str, schedule):
-    """The `denoiser=NAME` option, built as a run builds it (frozen, eval mode)."""
-    spec = compose([f"denoiser={name}"])
-    return build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
+def dps_samples(engine: Engine, crops: torch.Tensor, step_size, samples: int, indices=None) -> torch.Tensor:
+    """`samples` DPS reconstructions per crop, (B, S, 3, H, W) on [-1, 1], for crops (B, 3, H, W) on [0, 1];
+    `step_size` a number or one per crop (B,). Crop b is measured as image `indices[b]` (default b) of a run,
+    so copies of a crop under one index share their operator and measurement, and sample s is its draw s."""
+    B = crops.shape[0]
+    indices = list(range(B)) if indices is None else indices
+    zeta = torch.as_tensor(step_size, dtype=torch.float64).expand(B).repeat_interleave(samples)
+    rows = [(b, s) for b in range(B) for s in range(samples)]
+    batch = batch_of(engine, crops.repeat_interleave(samples, 0), [indices[b] for b, _ in rows],
+                     [s for _, s in rows], zeta.tolist())  # fmt: skip
+    return engine(batch).x.view(B, samples, *crops.shape[1:])
 
 
 def score(x_hat: torch.Tensor, truth: torch.Tensor) -> list[float]:
@@ -167,16 +184,17 @@ def main() -> None:
     if unknown := set(args.tune) - set(names) or {k[0] for k in args.step_size} - set(names):
         p.error(f"no prior {sorted(unknown)[0]!r} in this evaluation: it compares {' and '.join(names)} (--prior)")
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
-    schedule = build(compose([])["schedule"])
     try:
-        priors = {name: load_prior(name, schedule) for name in names}
+        dps = engines(names, args.tasks, args.steps, args.seed, args.crop)
     except (ConfigCompositionException, MissingConfigException) as err:
         p.error(f"--prior {args.prior}: {str(err).splitlines()[0]}")
+    except UserError as err:
+        p.error(str(err).splitlines()[0])
     args.out.mkdir(parents=True, exist_ok=True)
-    (tune if args.tune else evaluate)(args, schedule, priors)
+    (tune if args.tune else evaluate)(args, dps)
 
 
-def tune(args, schedule, priors) -> None:
+def tune(args, dps: dict[tuple[str, str], Engine]) -> None:
     """DPS on 8 crops other than the test crops (another random draw), for each prior's step sizes in
     --tune; every step size sees the same measurements and noise. Appends to tuning.jsonl."""
     crops, _ = heldout_crops(DEMO_PHOTOS, 2, args.side, args.crop, seed=args.seed + 1)
@@ -184,11 +202,11 @@ def tune(args, schedule, priors) -> None:
         for task in args.tasks:
             for name, sizes in args.tune.items():
                 tic = time.perf_counter()
-                x = to_signed(crops).repeat(len(sizes), 1, 1, 1)
+                copies = crops.repeat(len(sizes), 1, 1, 1)
                 zeta = torch.tensor(sizes).repeat_interleave(crops.shape[0])
                 same = list(range(crops.shape[0])) * len(sizes)
-                x_hat = dps_samples(task, priors[name], schedule, x, args.steps, zeta, 1, args.seed, crops=same)
-                scores = torch.tensor(score(x_hat[:, 0], to_unit(x))).view(len(sizes), -1).mean(1).tolist()
+                x_hat = dps_samples(dps[(name, task)], copies, zeta, 1, indices=same)
+                scores = torch.tensor(score(x_hat[:, 0], copies)).view(len(sizes), -1).mean(1).tolist()
                 for z, v in zip(sizes, scores, strict=True):
                     f.write(json.dumps({"task": task, "prior": name, "steps": args.steps, "step_size": z, "psnr": v}))
                     f.write("\n")
@@ -196,15 +214,16 @@ def tune(args, schedule, priors) -> None:
                 print(task, name, shown, f"{time.perf_counter() - tic:.0f}s", flush=True)
 
 
-def evaluate(args, schedule, priors) -> None:
+def evaluate(args, dps: dict[tuple[str, str], Engine]) -> None:
     """Every method on the test crops; writes results.jsonl (replacing an earlier one only once complete),
     TASK.pt and run.json."""
     chosen = best_step_sizes(args.out / "tuning.jsonl", args.steps) | args.step_size
-    for name, task in ((name, task) for task in args.tasks for name in priors):
+    names = list(dict.fromkeys(name for name, _ in dps))
+    for name, task in ((name, task) for task in args.tasks for name in names):
         if (name, task) not in chosen:
             raise SystemExit(f"error: no step size for {name} on {task}: run --tune first or pass --step-size")
     crops, labels = heldout_crops(DEMO_PHOTOS, args.per_image, args.side, args.crop, seed=args.seed)
-    x = to_signed(crops)
+    shape = crops.shape
     partial = args.out / "results.jsonl.partial"
     with partial.open("w") as f:
 
@@ -214,19 +233,19 @@ def evaluate(args, schedule, priors) -> None:
                 f.write(json.dumps(row | (extra or {})) + "\n")
 
         for task in args.tasks:
-            physics, y = measure(task, x, args.seed)
+            physics, y = measure(dps[("gaussian", task)], crops)  # the task's operator: the same for every prior
             saved = {"truth": crops, "measurement": to_unit(physics.to_image(y)), "labels": labels}
-            saved["interpolation"] = interpolate(task, physics, y, x.shape)
+            saved["interpolation"] = interpolate(task, physics, y, shape)
             record(task, "interpolation", saved["interpolation"], "-")
             if not task.startswith("inpaint"):
-                saved["bicubic"] = interpolate(task, physics, y, x.shape, "bicubic")
+                saved["bicubic"] = interpolate(task, physics, y, shape, "bicubic")
                 record(task, "bicubic", saved["bicubic"], "-")
             if args.crop <= 32:  # dense d × d algebra: 64×64 crops would need ~1 GB per matrix
-                saved["exact-gaussian"] = gaussian_posterior_mean(task, priors["gaussian"], y, x.shape, args.seed)
+                saved["exact-gaussian"] = gaussian_posterior_mean(dps[("gaussian", task)], crops)
                 record(task, "exact-gaussian", saved["exact-gaussian"], "mean")
-            for name, prior in priors.items():
+            for name in names:
                 zeta, tic = chosen[(name, task)], time.perf_counter()
-                xs = dps_samples(task, prior, schedule, x, args.steps, zeta, args.samples, args.seed)
+                xs = dps_samples(dps[(name, task)], crops, zeta, args.samples)
                 extra = {"step_size": zeta, "steps": args.steps, "seconds": time.perf_counter() - tic}
                 for s in range(args.samples):
                     record(task, f"dps-{name}", xs[:, s], s, extra)

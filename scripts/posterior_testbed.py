@@ -7,6 +7,10 @@ dps_exp.metrics.posterior against the exact posterior, and by PSNR against the t
 posterior mean's and an exact sample's. One JSON line each in --out/results.jsonl, which each run writes anew
 (a rerun into the same --out replaces the rows, it does not add to them: give each setting its own --out, or
 several --etas and --step-sizes to one run); scripts/prior_docs.py plots them.
+
+Measuring, sampling and scoring go through the run's engine (`dps_exp.run.engine.Engine`) and the set is scored
+with the run's `posterior` stream, so each row's draws and scores are those of `python -m dps_exp.run` with the
+same settings and `samples=--samples` (its `psnr_of_mean`, `mean_rmse`, `sliced_w2`, `coverage`).
 """
 
 from __future__ import annotations
@@ -14,22 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 from hydra.errors import HydraException
 
-from dps_exp import batch
+from dps_exp.batch import stream_seed
 from dps_exp.config import build
 from dps_exp.denoisers.exact import exact_posterior
 from dps_exp.errors import UserError
 from dps_exp.metrics.image import psnr
 from dps_exp.metrics.posterior import posterior_metrics
 from dps_exp.run.cli import compose
-from dps_exp.run.engine import to_signed, to_unit
-from dps_exp.run.settings import validate
-from dps_exp.samplers.dps import DPS
+from dps_exp.run.engine import Batch, Engine, to_signed, to_unit
+from dps_exp.run.points import expand
+from dps_exp.run.settings import per_sample_of, validate
 
 
 def spec_for(args) -> dict:
@@ -46,11 +49,18 @@ def spec_for(args) -> dict:
         f"sampler.steps={args.steps}",
         f"sampler.eta=[{','.join(map(str, args.etas))}]",
         f"sampler.step_size=[{','.join(map(str, args.step_sizes))}]",
+        f"seed={args.seed}",
+        "metrics.names=[psnr]",  # SSIM's 11-pixel window does not fit 8×8 images
         *args.overrides,
     ]
     spec = compose(overrides)
     validate(spec)
     return spec
+
+
+def each(values: dict, n: int) -> dict[str, list]:
+    """Per-sample values for a batch of n samples that share them."""
+    return {k: [v] * n for k, v in values.items()}
 
 
 def numbers(text: str) -> list[float]:
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides", nargs="*", help="further config overrides, e.g. denoiser.components=8")
     args = p.parse_args(argv)
     args.out = args.out or Path("outputs/testbed") / args.prior
+    sizes = args.step_sizes
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     try:
         spec = spec_for(args)
@@ -89,43 +100,40 @@ def main(argv: list[str] | None = None) -> None:
         prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
         data = build(spec["data"])
         items = data.items()
+        # the per-sample values; eta and step size (lists of any lengths here, not zipped) are set per row
+        per_row = {"sampler.eta": args.etas[0], "sampler.step_size": sizes[0]}
+        first = expand(spec, [k for k in per_sample_of(spec) if k not in per_row])[0] | per_row
+        engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device("cpu"))
+        engine.check((data.channels, data.size, data.size), first)
     except (UserError, HydraException) as err:
         p.error(str(err).splitlines()[0])
     args.out.mkdir(parents=True, exist_ok=True)
     truth = torch.stack([data.load(it) for it in items])  # (B, C, H, W), [0, 1] scale (unclipped)
-    x = to_signed(truth)
-    B, S = x.shape[0], args.samples
-    idx = list(range(B))
-    physics = build(spec["physics"]).draw(x.shape, batch.generators([args.seed] * B, idx, "operator"), "cpu")
-    y = physics.measure(x, batch.generators([args.seed] * B, idx, "measurement"))
-    exact = exact_posterior(prior, physics, y, x.shape[1:])
+    B, S = truth.shape[0], args.samples
+    physics, y = engine.measure(to_signed(truth), Batch(truth, each(first, B), range(B), [0] * B))
+    exact = exact_posterior(prior, physics, y, truth.shape[1:])
     exact_sample = exact.sample(1, torch.Generator().manual_seed(args.seed))[:, 0].float()
     reference = {
         "exact_mean": psnr(to_unit(exact.mean.float()), truth).tolist(),
         "exact_sample": psnr(to_unit(exact_sample), truth).tolist(),
     }
 
-    sizes = args.step_sizes
-    # one batch: image b × step size z × sample s, sample-major inside, so each (b, z) is S rows together
+    # one batch per eta: image b × step size z × draw s, draw-major inside, so each (b, z) is S rows together
     rows = [(b, z, s) for b in range(B) for z in range(len(sizes)) for s in range(S)]
-    big = build(spec["physics"]).draw(
-        (len(rows), *x.shape[1:]), batch.generators([args.seed] * len(rows), [b for b, _, _ in rows], "operator"), "cpu"
-    )
-    y_big = y[[b for b, _, _ in rows]]
-    zeta = torch.tensor([sizes[z] for _, z, _ in rows], dtype=torch.float64)
     with (args.out / "results.jsonl").open("w") as f:
         for eta in args.etas:
-            gens = [torch.Generator().manual_seed(batch.stream_seed(args.seed, b, f"sampler/{s}")) for b, _, s in rows]
-            tic = time.perf_counter()
-            result = DPS(steps=args.steps, eta=eta, step_size=zeta).sample(
-                y_big, big, prior, schedule, noise=lambda g=gens: batch.randn((len(rows), *x.shape[1:]), g)
-            )
-            xs = result.x.view(B, len(sizes), S, *x.shape[1:])
-            seconds = time.perf_counter() - tic
+            values = each(first | {"sampler.eta": eta}, len(rows)) | {
+                "sampler.step_size": [sizes[z] for _, z, _ in rows]
+            }
+            images = [b for b, _, _ in rows]
+            result = engine(Batch(truth[images], values, images, [s for *_, s in rows]))
+            xs = result.x.view(B, len(sizes), S, *truth.shape[1:])
+            diverged = torch.tensor(result.diverged_at).view(B, len(sizes), S)
+            psnr_draws = torch.tensor(result.scores["psnr"]).view(B, len(sizes), S)
             for b in range(B):
-                gen = torch.Generator().manual_seed(batch.stream_seed(args.seed, b, "metrics"))
                 for z, size in enumerate(sizes):
-                    m = posterior_metrics(xs[b, z][None], exact[b], x[b][None], gen)
+                    gen = torch.Generator().manual_seed(stream_seed(args.seed, b, "posterior"))  # as a run's set
+                    m = posterior_metrics(xs[b, z][None], exact[b], to_signed(truth[b])[None], gen)
                     row = {
                         "prior": args.prior,
                         "mask": args.mask,
@@ -135,17 +143,19 @@ def main(argv: list[str] | None = None) -> None:
                         "step_size": size,
                         "image": b,
                         "samples": S,
-                        "diverged": int((result.diverged_at.view(B, len(sizes), S)[b, z] >= 0).sum()),
+                        "diverged": int((diverged[b, z] >= 0).sum()),
                         **{k: v.item() for k, v in m.items()},
-                        "psnr_sample": psnr(to_unit(xs[b, z]), truth[b].expand(S, -1, -1, -1)).mean().item(),
+                        "psnr_sample": psnr_draws[b, z].mean().item(),
                         "psnr_mean": psnr(to_unit(xs[b, z].mean(0, keepdim=True)), truth[b][None]).item(),
                         "psnr_exact_mean": reference["exact_mean"][b],
                         "psnr_exact_sample": reference["exact_sample"][b],
-                        "seconds": seconds,
+                        "seconds": result.seconds,
                         "overrides": args.overrides,
                     }
                     f.write(json.dumps(row) + "\n")
-            print(f"{args.prior} eta={eta}: {len(rows)} samples × {args.steps} steps in {seconds:.0f}s", flush=True)
+            print(
+                f"{args.prior} eta={eta}: {len(rows)} samples × {args.steps} steps in {result.seconds:.0f}s", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,55 @@ def test_a_posterior_testbed_rerun_into_the_same_out_replaces_its_rows(tmp_path)
     assert len(first) == 2 and rows() == first
 
 
+def test_the_posterior_testbed_scores_the_draws_a_run_with_as_many_samples_records(tmp_path):
+    from dps_exp.config import resolve
+    from dps_exp.run.experiment import Run
+    from tests.helpers import compose
+
+    testbed = runpy.run_path(str(ROOT / "scripts" / "posterior_testbed.py"))
+    testbed["main"](["--out", str(tmp_path / "bed"), "--images", "2", "--samples", "3", "--steps", "4",
+                     "--step-sizes", "0.5,1,2", "--etas", "1,0.5"])  # fmt: skip
+    bed = [json.loads(line) for line in (tmp_path / "bed" / "results.jsonl").read_text().splitlines()]
+    assert len(bed) == 2 * 3 * 2
+    for size in (0.5, 2):
+        Run(resolve(compose(["denoiser=gmm", "data=prior_samples", "data.count=2", "physics.mask=0.2",
+                             "sampler.steps=4", f"sampler.step_size={size}", "samples=3", "metrics.names=[psnr]",
+                             "logger=none", "progress=false"])), tmp_path / str(size)).execute()  # fmt: skip
+        run = [
+            json.loads(line)["metrics"] for line in (tmp_path / str(size) / "results.jsonl").read_text().splitlines()
+        ]
+        ours = [r for r in bed if r["step_size"] == size and r["eta"] == 1]
+        assert len(run) == len(ours) == 2
+        for theirs, mine in zip(run, ours, strict=True):
+            assert mine["psnr_mean"] == pytest.approx(theirs["psnr_of_mean"], abs=1e-4)
+            for name in ("mean_rmse", "sliced_w2", "coverage"):
+                assert mine[name] == pytest.approx(theirs[name], abs=1e-5), name
+
+
+def test_evaluate_prior_measures_and_draws_what_a_run_does(tmp_path):
+    import torch
+
+    from dps_exp.config import resolve
+    from dps_exp.run.experiment import Run
+    from tests.helpers import compose
+
+    evaluate = runpy.run_path(str(ROOT / "scripts" / "evaluate_prior.py"))
+    run = Run(resolve(compose(["denoiser=gaussian", "data=prior_samples", "data.count=2", "data.size=8",
+                               *evaluate["task_overrides"]("inpaint20"), "sampler.steps=3", "sampler.step_size=2",
+                               "samples=2", "metrics.names=[psnr]", "logger=none", "progress=false"])), tmp_path)  # fmt: skip
+    run.execute()
+    recorded = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    truth = torch.stack([run.data.load(item) for item in run.data.items()])
+    (engine,) = evaluate["engines"](["gaussian"], ["inpaint20"], steps=3, seed=0, crop=8).values()
+    physics, _ = evaluate["measure"](engine, truth)  # what the baselines see
+    draws = evaluate["dps_samples"](engine, truth, 2.0, samples=2)
+    for b, row in enumerate(recorded):
+        assert torch.equal(physics.m[b], torch.load(tmp_path / row["operator"], weights_only=True)["mask"])
+        assert evaluate["score"](draws[b, :1], truth[b : b + 1])[0] == pytest.approx(row["metrics"]["psnr"], abs=1e-4)
+        of_mean = evaluate["score"](draws[b].mean(0, keepdim=True), truth[b : b + 1])[0]
+        assert of_mean == pytest.approx(row["metrics"]["psnr_of_mean"], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
