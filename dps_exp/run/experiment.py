@@ -20,6 +20,7 @@ from dps_exp.data.base import DataSource
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.errors import DataError, UserError
 from dps_exp.metrics.image import Metrics
+from dps_exp.run.acceleration import halve_batch, network_parameters, resolve_speed
 from dps_exp.run.devices import layout_advice, resolve_device
 from dps_exp.run.draws import Collector, Draw, Unit
 from dps_exp.run.engine import Batch, Engine, to_unit
@@ -29,6 +30,7 @@ from dps_exp.run.recorder import RecordError
 from dps_exp.run.rows import Rows
 from dps_exp.run.settings import Identity, per_sample_of, settings_of, validate
 from dps_exp.run.signals import signals_held
+from dps_exp.run.speed import Workload
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,18 @@ class Run:
         metric_weights = self.metrics.check()  # a missing LPIPS/FID backbone stops the run before any work
         self.prior: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.prior.to(self.device).eval().requires_grad_(False)
-        self.prior.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
-        if advice := layout_advice(self.device, self.settings.channels_last, self.settings.compile):
-            log.warning(advice)
         self.engine = Engine(spec, self.schedule, self.prior, self.metrics, self.device, self.settings.progress)
-        self.engine.check((self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)[0])
-        self.identity = Identity(spec, self.per_sample, self.device.type, self.metrics.per_image)
+        shape, points = (self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)
+        self.engine.check(shape, points[0])
+        self.workload = Workload(len(self.data.items()) * len(points) * self.settings.samples,
+                                 spec["sampler"].get("steps", 1000), shape, network_parameters(self.prior))  # fmt: skip
+        self.speed = resolve_speed(self.settings.precision, self.settings.compile, self.settings.channels_last,
+                                   self.data.batch_size, self.prior, self.device, self.workload)  # fmt: skip
+        log.info("%s", self.speed.line(self.device.type))
+        if advice := layout_advice(self.device, self.speed.channels_last, bool(self.speed.compile)):
+            log.warning(advice)
+        self.identity = Identity(spec, self.per_sample, self.device.type, self.metrics.per_image,
+                                 self.speed.result_settings())  # fmt: skip
         self.rows = Rows(spec, self.identity, self.prior.provenance, self.settings.samples, self.metrics,
                          metric_weights, self.data, self.device)  # fmt: skip
         self.points = make_points(spec, self.per_sample, Path(out_dir), sweep_dir, overrides, self.settings.sweep_jobs)
@@ -101,9 +109,16 @@ class Run:
         status = "failed"
         try:
             with tqdm(total=len(jobs), desc="images", unit="img", disable=not self.settings.progress) as bar:
-                for first in range(0, len(jobs), self.data.batch_size):
-                    chunk = jobs[first : first + self.data.batch_size]
-                    self.run_batch(chunk)
+                first = 0
+                while first < len(jobs):
+                    chunk = jobs[first : first + self.speed.batch_size]
+                    try:
+                        self.run_batch(chunk)
+                    except torch.OutOfMemoryError as err:  # nothing of the chunk is recorded yet: run it in halves
+                        if halve_batch(self.speed, self.workload, self.device, err):
+                            continue
+                        raise
+                    first += len(chunk)
                     bar.update(len(chunk))
             status = "complete"
         except KeyboardInterrupt:
@@ -121,7 +136,7 @@ class Run:
         summaries = []
         with signals_held(reraise=False) as held:
             for point in self.points:
-                summary = self.rows.summary(point, status, wall_time)
+                summary = self.rows.summary(point, status, wall_time) | {"speed": self.speed.record()}
                 try:
                     point.recorder.write_summary(summary)
                 except RecordError as err:
