@@ -14,6 +14,7 @@ import torch
 from dps_exp.config import build, resolve
 from dps_exp.errors import ConfigError
 from dps_exp.run import acceleration, speed
+from dps_exp.run.acceleration import BatchOutOfMemory
 from dps_exp.run.engine import Engine
 from dps_exp.run.experiment import Run
 from dps_exp.run.settings import Identity, validate
@@ -168,9 +169,10 @@ def test_out_of_memory_at_batch_one_stops_the_run(tmp_path, monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(Engine, "__call__", no_memory)
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(acceleration.OutOfMemory, match="out of memory on cpu at batch 1 .CUDA out of memory.: use"):
         Run(resolve(compose([*GAUSS, "data.batch_size=2"])), tmp_path).execute()
-    assert json.loads((tmp_path / "summary.json").read_text())["speed"]["oom_backoffs"] == [2]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["speed"]["oom_backoffs"] == [2, 1]
 
 
 def test_an_auto_batch_halved_by_running_out_of_memory_stays_halved_in_the_process(monkeypatch):
@@ -179,7 +181,7 @@ def test_an_auto_batch_halved_by_running_out_of_memory_stays_halved_in_the_proce
     denoiser = build(resolve(compose(GAUSS))["denoiser"], schedule=LinearSchedule())  # the CPU rule probes nothing
     chosen = acceleration.resolve_speed("auto", "auto", "auto", "auto", denoiser, device, work)
     assert chosen.batch_size == 16
-    assert acceleration.halve_batch(chosen, work, device, torch.OutOfMemoryError("out of memory"))
+    acceleration.halve_batch(chosen, work, device, BatchOutOfMemory(16, torch.OutOfMemoryError("out of memory")))
     again = acceleration.resolve_speed("auto", "auto", "auto", "auto", denoiser, device, work)
     assert again.batch_size == 8 and "halved after running out of memory at 16" in again.reasons["data.batch_size"]
 

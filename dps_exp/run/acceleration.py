@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from dps_exp.denoisers.base import Denoiser, NetworkDenoiser
+from dps_exp.errors import UserError
 from dps_exp.run import speed
 from dps_exp.run.speed import AUTO, DeviceInfo, Speed, Workload
 
@@ -116,19 +117,33 @@ def resolve_speed(
     return Speed(precision, compiled, layout, cudnn, batch, reasons)
 
 
-def halve_batch(chosen: Speed, workload: Workload, device: torch.device, error: BaseException) -> bool:
-    """After an out-of-memory error at `chosen.batch_size`: halve it (for the rest of this process too, when it
-    was `auto`), log one line, return True; False when it is 1 already (nothing left to give up)."""
-    if chosen.batch_size <= 1:
-        return False
-    chosen.backoffs.append(chosen.batch_size)
-    chosen.batch_size //= 2
+class BatchOutOfMemory(Exception):
+    """A batch ran out of device memory before any of its results was recorded (so it may be run again)."""
+
+    def __init__(self, size: int, error: BaseException):
+        super().__init__(f"out of memory at batch {size}")
+        self.size, self.error = size, error
+
+
+class OutOfMemory(UserError):
+    """Out of memory at batch 1: nothing left to give up."""
+
+
+def halve_batch(chosen: Speed, workload: Workload, device: torch.device, oom: BatchOutOfMemory) -> None:
+    """After a batch ran out of memory: halve the batch size (for the rest of this process too, when it was
+    `auto`) and log one line; at batch 1 raise OutOfMemory, which says what to change."""
+    first = str(oom.error).strip().splitlines()[0][:160] if str(oom.error).strip() else type(oom.error).__name__
+    chosen.backoffs.append(oom.size)
+    if oom.size <= 1:
+        raise OutOfMemory(
+            f"out of memory on {device} at batch 1 ({first}): use smaller images, precision=bf16 or "
+            "denoiser.checkpointing=true (activation checkpointing), or a device with more memory"
+        ) from oom.error
+    chosen.batch_size = oom.size // 2
     key = _key(workload, chosen.precision, device)
     if key in _BATCHES:
-        _BATCHES[key] = (chosen.batch_size, f"halved after running out of memory at {chosen.backoffs[-1]}")
+        _BATCHES[key] = (chosen.batch_size, f"halved after running out of memory at {oom.size}")
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     log.warning("out of memory at batch %d (%s): continuing at batch %d; results do not depend on the batch",
-                chosen.backoffs[-1], first[:160], chosen.batch_size)  # fmt: skip
-    return True
+                oom.size, first, chosen.batch_size)  # fmt: skip

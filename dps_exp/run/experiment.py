@@ -20,7 +20,7 @@ from dps_exp.data.base import DataSource
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.errors import DataError, UserError
 from dps_exp.metrics.image import Metrics
-from dps_exp.run.acceleration import halve_batch, network_parameters, resolve_speed
+from dps_exp.run.acceleration import BatchOutOfMemory, halve_batch, network_parameters, resolve_speed
 from dps_exp.run.devices import layout_advice, resolve_device
 from dps_exp.run.draws import Collector, Draw, Unit
 from dps_exp.run.engine import Batch, Engine, to_unit
@@ -114,10 +114,9 @@ class Run:
                     chunk = jobs[first : first + self.speed.batch_size]
                     try:
                         self.run_batch(chunk)
-                    except torch.OutOfMemoryError as err:  # nothing of the chunk is recorded yet: run it in halves
-                        if halve_batch(self.speed, self.workload, self.device, err):
-                            continue
-                        raise
+                    except BatchOutOfMemory as err:  # nothing of the chunk is recorded yet: run it in halves
+                        halve_batch(self.speed, self.workload, self.device, err)
+                        continue
                     first += len(chunk)
                     bar.update(len(chunk))
             status = "complete"
@@ -177,7 +176,10 @@ class Run:
         starts = self.collector.starts(keys)
         values = {k: [point.values[k] for _, point, _ in chunk] for k in self.per_sample}
         batch = Batch(images, values, [item.index for item, _, _ in chunk], [draw for *_, draw in chunk])
-        result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
+        try:
+            result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
+        except torch.OutOfMemoryError as err:  # before anything of the batch is recorded: it may be run in halves
+            raise BatchOutOfMemory(len(chunk), err) from err
         with signals_held():  # a result computed is a result recorded, then the signal stops the run
             for b, (key, (item, point, draw)) in enumerate(zip(keys, chunk, strict=True)):
                 if b in starts:

@@ -131,7 +131,7 @@ class Speed:
     batch_size: int
     reasons: dict[str, str]
     backoffs: list[int] = field(default_factory=list)
-    """Batch sizes given up after running out of memory."""
+    """The batch sizes that ran out of memory, in order."""
 
     def result_settings(self) -> dict[str, Any]:
         """The values a run's identity records (those that change results)."""
