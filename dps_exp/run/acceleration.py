@@ -22,7 +22,7 @@ from dps_exp.run.speed import AUTO, DeviceInfo, Speed, Workload
 log = logging.getLogger(__name__)
 
 _BATCHES: dict[tuple, tuple[int, str]] = {}
-"""The `auto` batch found per (network size, image shape, precision, device) in this process: probed once, halved
+"""The `auto` batch found per (prior config, image shape, precision, device) in this process: probed once, halved
 for good after an out-of-memory error, so the next job of a sequential sweep starts where this one ended."""
 
 
@@ -49,7 +49,7 @@ def use_compile_cache() -> Path:
 
 
 def _key(workload: Workload, precision: str, device: torch.device) -> tuple:
-    return workload.parameters, workload.shape, precision, str(device)
+    return workload.prior, workload.shape, precision, str(device)
 
 
 def network_parameters(prior: Denoiser) -> int:

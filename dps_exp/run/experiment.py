@@ -25,7 +25,7 @@ from dps_exp.run.devices import layout_advice, resolve_device
 from dps_exp.run.draws import Collector, Draw, Unit
 from dps_exp.run.engine import Batch, Engine, to_unit
 from dps_exp.run.planner import Job, check_directory, pending, row_key
-from dps_exp.run.points import expand, make_points
+from dps_exp.run.points import expand, make_points, point_id
 from dps_exp.run.recorder import RecordError
 from dps_exp.run.rows import Rows
 from dps_exp.run.settings import Identity, per_sample_of, settings_of, validate
@@ -58,7 +58,8 @@ class Run:
         shape, points = (self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)
         self.engine.check(shape, points[0])
         self.workload = Workload(len(self.data.items()) * len(points) * self.settings.samples,
-                                 spec["sampler"].get("steps", 1000), shape, network_parameters(self.prior))  # fmt: skip
+                                 spec["sampler"].get("steps", 1000), shape, network_parameters(self.prior),
+                                 point_id(spec["denoiser"]))  # fmt: skip
         self.speed = resolve_speed(self.settings.precision, self.settings.compile, self.settings.channels_last,
                                    self.data.batch_size, self.prior, self.device, self.workload)  # fmt: skip
         log.info("%s", self.speed.line(self.device.type))

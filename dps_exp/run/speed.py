@@ -107,12 +107,14 @@ class DeviceInfo:
 class Workload:
     """The run at hand: `samples` (image × sweep point × draw, all of them, so that a resumed run resolves as its
     first session did) of `steps` network evaluations each, images (C, H, W), a network of `parameters` (0: a
-    closed-form prior)."""
+    closed-form prior), described by `prior`."""
 
     samples: int
     steps: int
     shape: tuple[int, int, int]
     parameters: int
+    prior: str = ""
+    """The prior's config, hashed (activation checkpointing, another network: another memory footprint)."""
 
     @property
     def work(self) -> float:
