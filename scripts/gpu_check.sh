@@ -21,6 +21,7 @@ if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the 
   SIZE=${SIZE:-32} STEPS=${STEPS:-1} ARCH=${ARCH:-tiny} COMPILE_BATCH=${COMPILE_BATCH:-2} SWEEP=${SWEEP:-2}
   SWEEP_STEPS=${SWEEP_STEPS:-2} DEMO_STEPS=${DEMO_STEPS:-2} SYNC_STEPS=${SYNC_STEPS:-2} PAPER_STEPS=${PAPER_STEPS:-2}
   BUDGET=${BUDGET:-3600} SLOW=${SLOW:-10}  # a shared 2-core CPU compiles and starts processes slowly
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: threads waiting on each other under load
 else
   SIZE=${SIZE:-256} STEPS=${STEPS:-5} ARCH=${ARCH:-ffhq} COMPILE_BATCH=${COMPILE_BATCH:-32} SWEEP=${SWEEP:-16}
   SWEEP_STEPS=${SWEEP_STEPS:-100} DEMO_STEPS=${DEMO_STEPS:-300} SYNC_STEPS=${SYNC_STEPS:-20} PAPER_STEPS=${PAPER_STEPS:-250}
@@ -112,7 +113,6 @@ section bf16 60 && { timeout "$(limit 90)" python3 - "$OUT/bf16.json" <<'PY' 2>>
 import json, logging, os, statistics, sys, tempfile
 from pathlib import Path
 logging.disable(logging.WARNING)
-from dps_exp.config import resolve
 from dps_exp.run.cli import compose
 from dps_exp.run.experiment import Run
 dev, steps = os.environ["DEVICE"], os.environ["DEMO_STEPS"]
@@ -127,7 +127,7 @@ for name, overrides in tasks.items():
     rows = {}
     for precision in ("fp32", "bf16"):
         with tempfile.TemporaryDirectory() as tmp:
-            Run(resolve(compose([*overrides, *common, f"precision={precision}"])), Path(tmp)).execute()
+            Run(compose([*overrides, *common, f"precision={precision}"]), Path(tmp)).execute()
             rows[precision] = [json.loads(line)["metrics"] for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]
     changes = {k: statistics.fmean(abs(a[k] - b[k]) for a, b in zip(rows["fp32"], rows["bf16"]))
                for k in rows["fp32"][0] if all(isinstance(r.get(k), float) for r in rows["fp32"] + rows["bf16"])}

@@ -184,7 +184,7 @@ def test_an_auto_batch_halved_by_running_out_of_memory_stays_halved_in_the_proce
     denoiser = build(resolve(compose(GAUSS))["denoiser"], schedule=LinearSchedule())  # the CPU rule probes nothing
     chosen = acceleration.resolve_speed("auto", "auto", "auto", "auto", denoiser, device, work)
     assert chosen.batch_size == 16
-    acceleration.halve_batch(chosen, work, device, BatchOutOfMemory(16, torch.OutOfMemoryError("out of memory")))
+    acceleration.halve_batch(chosen, work, device, BatchOutOfMemory(16, "CUDA out of memory"))
     again = acceleration.resolve_speed("auto", "auto", "auto", "auto", denoiser, device, work)
     assert again.batch_size == 8 and "halved after running out of memory at 16" in again.reasons["data.batch_size"]
     other = Workload(8, 4, (3, 16, 16), 0, prior="checkpointed")  # another prior config: its own footprint

@@ -120,9 +120,9 @@ def resolve_speed(
 class BatchOutOfMemory(Exception):
     """A batch ran out of device memory before any of its results was recorded (so it may be run again)."""
 
-    def __init__(self, size: int, error: BaseException):
-        super().__init__(f"out of memory at batch {size}")
-        self.size, self.error = size, error
+    def __init__(self, size: int, message: str):
+        super().__init__(f"out of memory at batch {size}: {message}")
+        self.size, self.message = size, message
 
 
 class OutOfMemory(UserError):
@@ -132,13 +132,13 @@ class OutOfMemory(UserError):
 def halve_batch(chosen: Speed, workload: Workload, device: torch.device, oom: BatchOutOfMemory) -> None:
     """After a batch ran out of memory: halve the batch size (for the rest of this process too, when it was
     `auto`) and log one line; at batch 1 raise OutOfMemory, which says what to change."""
-    first = str(oom.error).strip().splitlines()[0][:160] if str(oom.error).strip() else type(oom.error).__name__
+    first = (oom.message.strip().splitlines() or ["torch.OutOfMemoryError"])[0][:160]
     chosen.backoffs.append(oom.size)
     if oom.size <= 1:
         raise OutOfMemory(
             f"out of memory on {device} at batch 1 ({first}): use smaller images, precision=bf16 or "
             "denoiser.checkpointing=true (activation checkpointing), or a device with more memory"
-        ) from oom.error
+        )
     chosen.batch_size = oom.size // 2
     key = _key(workload, chosen.precision, device)
     if key in _BATCHES:

@@ -177,10 +177,13 @@ class Run:
         starts = self.collector.starts(keys)
         values = {k: [point.values[k] for _, point, _ in chunk] for k in self.per_sample}
         batch = Batch(images, values, [item.index for item, _, _ in chunk], [draw for *_, draw in chunk])
+        out_of_memory = None
         try:
             result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
         except torch.OutOfMemoryError as err:  # before anything of the batch is recorded: it may be run in halves
-            raise BatchOutOfMemory(len(chunk), err) from err
+            out_of_memory = str(err)
+        if out_of_memory is not None:  # raised out here, so the error's frames (and their tensors) are freed
+            raise BatchOutOfMemory(len(chunk), out_of_memory)
         with signals_held():  # a result computed is a result recorded, then the signal stops the run
             for b, (key, (item, point, draw)) in enumerate(zip(keys, chunk, strict=True)):
                 if b in starts:
