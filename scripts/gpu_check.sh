@@ -14,7 +14,8 @@
 #   sweep    a 16-point sweep at 100 steps through the CLI, vectorized against sequential, wall and in-loop
 # The cold compilations run in the background while sync and bf16 (results, not timings) run; the timed sections
 # start once they are done. A section that would not finish within the budget is skipped, saying so.
-# The CPU dry run of every section at toy sizes (tests/test_gpu_check.py): DEVICE=cpu bash scripts/gpu_check.sh
+# The CPU dry run of every section at toy sizes, compilation disabled (tests/test_gpu_check.py):
+#   DEVICE=cpu bash scripts/gpu_check.sh
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the figures mean nothing)
@@ -22,6 +23,9 @@ if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the 
   SWEEP_STEPS=${SWEEP_STEPS:-2} DEMO_STEPS=${DEMO_STEPS:-2} SYNC_STEPS=${SYNC_STEPS:-2} PAPER_STEPS=${PAPER_STEPS:-2}
   BUDGET=${BUDGET:-3600} SLOW=${SLOW:-10}  # a shared 2-core CPU compiles and starts processes slowly
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: threads waiting on each other under load
+  # torch.compile runs as eager here (the sections' plumbing is what a dry run checks; compiling on a CPU is tested
+  # by tests/test_compile_cache.py and tests/test_speed_options.py): TORCH_COMPILE_DISABLE=0 compiles for real
+  export TORCH_COMPILE_DISABLE=${TORCH_COMPILE_DISABLE:-1}
 else
   SIZE=${SIZE:-256} STEPS=${STEPS:-5} ARCH=${ARCH:-ffhq} COMPILE_BATCH=${COMPILE_BATCH:-32} SWEEP=${SWEEP:-16}
   SWEEP_STEPS=${SWEEP_STEPS:-100} DEMO_STEPS=${DEMO_STEPS:-300} SYNC_STEPS=${SYNC_STEPS:-20} PAPER_STEPS=${PAPER_STEPS:-250}

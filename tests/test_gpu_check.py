@@ -1,7 +1,8 @@
 """scripts/gpu_check.sh's CPU dry run: every section runs at toy sizes (32×32, a tiny UNet for the compiled ones,
-a 2-point sweep) and writes its figure, so the GPU session only has to run the script.
+a 2-point sweep; torch.compile disabled, its CPU path being tested in test_compile_cache.py and
+test_speed_options.py) and writes its figure, so the GPU session only has to run the script.
 
-About a minute and a half on a quiet 2-core machine, most of it compiling the tiny UNet twice."""
+About 20 processes, each importing torch: a minute or two on a quiet 2-core machine."""
 
 from __future__ import annotations
 
