@@ -181,6 +181,9 @@ def describe(tp: Any, name: str) -> str:
     """What `tp` allows, in words: 'a number, 0 < mask ≤ 1', 'an integer, 1 ≤ limit, or null'."""
     s = schema(tp)
     inner = _non_null(s)
+    if "anyOf" in inner:  # alternatives, each with its own bounds: 'one of auto or an integer, 1 ≤ batch_size'
+        text = " or ".join(", ".join(filter(None, (_noun(o), bounds(o, name)))) for o in inner["anyOf"])
+        return text + (", or null" if inner is not s else "")
     text = _noun(inner)
     item = inner.get("items", {}) if inner.get("type") == "array" else inner
     if limits := bounds(item, name + ("[i]" if item is not inner else "")):
@@ -211,7 +214,8 @@ def _explain(error: Mapping, tp: Any, key: str) -> typing.NoReturn:
             break
         s, where = items, f"{where}[{part}]"
     s, full = _non_null(s), key + where
-    if error["type"] in _BOUNDS:
+    if error["type"] in _BOUNDS:  # of the alternative that has bounds, when there are several
+        s = next((o for o in s.get("anyOf", ()) if bounds(o, "")), s)
         allowed = "satisfy " + bounds(s, full.rsplit(".", 1)[-1])
     elif error["type"] == "finite_number":  # nan and inf compare false or true with any bound
         allowed = "be a finite number"
@@ -251,8 +255,9 @@ def check_value(tp: Any, value: Any, key: str) -> None:
         return
     try:  # config values are JSON data: strict JSON mode takes a list for a tuple, never "3" for 3 or true for 1
         _adapter(tp).validate_json(json.dumps(value, allow_nan=True))
-    except ValidationError as err:
-        _explain(err.errors()[0], tp, key)
+    except ValidationError as err:  # of a union's errors, a bound missed says most ('1 ≤ batch_size')
+        errors = err.errors()
+        _explain(next((e for e in errors if e["type"] in _BOUNDS), errors[0]), tp, key)
 
 
 def check_node(node: Mapping, key: str, target: Any | None = None) -> None:

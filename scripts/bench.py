@@ -9,6 +9,10 @@ chosen speed options. Each configuration runs in its own process
 
     python scripts/bench.py --size 64 --batch 1 4 --precision fp32 bf16 --steps 5          # CPU here
     python scripts/bench.py --device cuda --size 256 --batch 1 8 16 --precision fp32 bf16 --compile off on
+    python scripts/bench.py --device cuda --batch 1 --tutorial-batch --compile graphs     # CUDA graphs, no tutorial row
+
+`--arch tiny` is a two-level ADM UNet (no tutorial counterpart: give `--tutorial-batch` nothing) for checking the
+plumbing in seconds, compilation included (`scripts/gpu_check.sh`'s CPU dry run).
 
 The sweep case (`--sweep K N`) times a K-point multirun (η × step size) over N images run through the CLI, once
 vectorized (all points packed into one job: one network pass per step for all) and once sequentially (K jobs),
@@ -34,18 +38,25 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TINY = dict(image_size=32, model_channels=32, channel_mult=(1, 2), attention_resolutions=(16,), num_head_channels=32)
+"""`--arch tiny`: the ADM UNet's parts (GroupNorm, attention, learned variance) at a size that compiles in seconds."""
+
+
 def build_models(arch: str, device: str):
-    """deepinv's DiffUNet with seeded random weights, and our ADMUNet holding a copy of them.
+    """deepinv's DiffUNet with seeded random weights, and our ADMUNet holding a copy of them (`tiny`: ours only,
+    seeded, and None for deepinv's).
 
     PyTorch's default initialisation keeps activations O(1) like trained weights do (uniformly tiny random
     weights would shrink them into denormal floats, which run many times slower on CPUs); the layers
     guided-diffusion initialises to zero get small random values so that every layer does real work.
     """
-    from deepinv.models import DiffUNet
-
-    from dps_exp.denoisers.adm import ARCHITECTURES, ADMUNet
+    from dps_exp.denoisers.adm import ARCHITECTURES, ADMConfig, ADMUNet
 
     torch.manual_seed(0)
+    if arch == "tiny":
+        return None, ADMUNet(ADMConfig(**TINY)).to(device).eval()
+    from deepinv.models import DiffUNet
+
     ref = DiffUNet(large_model=arch == "imagenet", pretrained=None)
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("sqrt_")}
     gen = torch.Generator().manual_seed(0)
@@ -186,10 +197,19 @@ def configurations(args) -> list[dict]:
     options = itertools.product(args.batch, args.precision, args.compile, args.channels_last, args.cudnn_benchmark)
     for b, p, c, cl, cb in options:
         configs.append(
-            {**base, "loop": "ours", "batch": b, "precision": p, "compile": c == "on", "channels_last": cl == "on",
+            {**base, "loop": "ours", "batch": b, "precision": p, "compile": COMPILE[c], "channels_last": cl == "on",
              "cudnn_benchmark": cb == "on"}
         )  # fmt: skip
     return configs
+
+
+COMPILE = {"off": False, "on": True, "graphs": "graphs"}
+"""`--compile` as `accelerate` takes it: graphs is torch.compile's mode="reduce-overhead" (CUDA graphs)."""
+
+
+def shown(value) -> str:
+    """A table cell for an option: on/off, or its name."""
+    return value if isinstance(value, str) else "on" if value else "off"
 
 
 def table(results: list[dict], device_name: str) -> str:
@@ -205,15 +225,15 @@ def table(results: list[dict], device_name: str) -> str:
         f"{results[0]['arch']} UNet architecture, {results[0]['size']}×{results[0]['size']}, random weights.",
         "",
         "| loop | batch | precision | compile | channels_last | cudnn.benchmark | s/step | s/step per image "
-        "| peak MB | × tutorial, same batch | × tutorial per image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak MB | warm-up s | × tutorial, same batch | × tutorial per image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per_image = r["s_per_step"] / r["batch"]
-        onoff = ["on" if r.get(k) else "off" for k in ("compile", "channels_last", "cudnn_benchmark")]
+        onoff = [shown(r.get(k)) for k in ("compile", "channels_last", "cudnn_benchmark")]
         lines.append(
             f"| {r['loop']} | {r['batch']} | {r['precision']} | {onoff[0]} | {onoff[1]} | {onoff[2]} | {r['s_per_step']:.4f} "
-            f"| {per_image:.4f} | {r['peak_mb']:.0f} | {ratio(tutorial.get(r['batch']), r['s_per_step'])} "
+            f"| {per_image:.4f} | {r['peak_mb']:.0f} | {r['warmup_s']:.1f} | {ratio(tutorial.get(r['batch']), r['s_per_step'])} "
             f"| {ratio(tutorial.get(1), per_image)} |"
         )
     ours = [r for r in results if r["loop"] == "ours"]
@@ -222,8 +242,8 @@ def table(results: list[dict], device_name: str) -> str:
         lines += [
             "",
             f"Best per image: batch {best['batch']}, {best['precision']}, compile "
-            f"{'on' if best['compile'] else 'off'}: {1000 * best['s_per_step'] / best['batch']:.1f} s per image "
-            "for 1000 steps.",
+            f"{shown(best['compile'])}: {1000 * best['s_per_step'] / best['batch']:.1f} s per image "
+            "for 1000 steps. (Warm-up: the first steps, compilation included.)",
         ]
     return "\n".join(lines)
 
@@ -282,12 +302,12 @@ def positive(text: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
-    parser.add_argument("--arch", default="ffhq", choices=["ffhq", "imagenet"])
+    parser.add_argument("--arch", default="ffhq", choices=["ffhq", "imagenet", "tiny"])
     parser.add_argument("--size", type=positive, default=64, help="image side, a multiple of 32 (the UNet's)")
     parser.add_argument("--batch", type=positive, nargs="+", default=[1, 4])
-    parser.add_argument("--tutorial-batch", type=positive, nargs="+", default=[1])
+    parser.add_argument("--tutorial-batch", type=positive, nargs="*", default=[1], help="none: no tutorial row")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"])
+    parser.add_argument("--compile", nargs="+", default=["off"], choices=list(COMPILE))
     parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["on", "off"])
     parser.add_argument("--steps", type=positive, default=5, help="timed steps per repeat")
@@ -302,6 +322,10 @@ def main() -> None:
         parser.error("--device cuda: torch sees no CUDA GPU here (use --device cpu)")
     if args.size % 32:
         parser.error(f"--size {args.size}: the UNet halves the image 5 times, so the size must be a multiple of 32")
+    if args.arch == "tiny" and args.tutorial_batch and not args.sweep:
+        parser.error("--arch tiny has no tutorial counterpart: give --tutorial-batch no value")
+    if args.arch == "tiny" and args.sweep:
+        parser.error("--sweep runs denoiser=random_adm: --arch ffhq or imagenet")
 
     if args.sweep:
         print(sweep_bench(args))

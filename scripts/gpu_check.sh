@@ -1,32 +1,87 @@
 #!/usr/bin/env bash
-# Every GPU check and timing of dps-exp in one call (about 10 minutes on an H200 by the first call's timings;
-# SECTIONS="sync layout sweep cudnn paper", what is still open, about 7).
+# Every GPU check and timing of dps-exp in one call of at most BUDGET seconds (470: 8 minutes with set-up).
 #   here:    bash scripts/fetch_gpu_wheels.sh
-#   device:  run(command='SECTIONS="sync layout sweep cudnn paper" bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=540)
-# Prints the tables and writes them, with raw JSON lines, under $OUT (or ./gpu_out).
-# A dry run of the plumbing on a CPU: DEVICE=cpu SIZE=32 STEPS=2 bash scripts/gpu_check.sh
-# Some sections only: SECTIONS="sync layout" bash scripts/gpu_check.sh
+#   device:  run(command='bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=560)
+# Prints the figures and appends each, as soon as it is measured, to $OUT/gpu_check.md (raw JSON lines beside it).
+# Sections, in the order they run (SECTIONS="..." for some; docs/performance.md, "Fast defaults", says what each
+# figure decides):
+#   sync     the loop never syncs with the host (set_sync_debug_mode("error")), stays finite, is batch invariant
+#   bf16     bf16 against fp32: mean |ΔPSNR| on the natural32 demo, the GMM test bed's posterior metrics
+#   layout   eager step at batch 8: fp32 and bf16 contiguous, bf16 channels_last, bf16 with cudnn.benchmark
+#   compile  compiled bf16 step at batch $COMPILE_BATCH: cold compilation (first job), then from the cache (second)
+#   graphs   batch-1 CUDA graphs (compile=graphs), cold then from the cache
+#   paper    experiment=paper/ffhq_sr4 denoiser=random_adm, 4 images, through the CLI with the auto settings
+#   sweep    a 16-point sweep at 100 steps through the CLI, vectorized against sequential, wall and in-loop
+# The cold compilations run in the background while sync and bf16 (results, not timings) run; the timed sections
+# start once they are done. A section that would not finish within the budget is skipped, saying so.
+# The CPU dry run of every section at toy sizes, compilation disabled (tests/test_gpu_check.py):
+#   DEVICE=cpu bash scripts/gpu_check.sh
 set -uo pipefail
-OUT=${OUT:-gpu_out} DEVICE=${DEVICE:-cuda} SIZE=${SIZE:-256} STEPS=${STEPS:-10}
-SECTIONS=${SECTIONS:-sync layout bench compile sweep paper cudnn}
-export DEVICE SIZE
+DEVICE=${DEVICE:-cuda}
+if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the figures mean nothing)
+  SIZE=${SIZE:-32} STEPS=${STEPS:-1} ARCH=${ARCH:-tiny} COMPILE_BATCH=${COMPILE_BATCH:-2} SWEEP=${SWEEP:-2}
+  SWEEP_STEPS=${SWEEP_STEPS:-2} DEMO_STEPS=${DEMO_STEPS:-2} SYNC_STEPS=${SYNC_STEPS:-2} PAPER_STEPS=${PAPER_STEPS:-2}
+  BUDGET=${BUDGET:-3600} SLOW=${SLOW:-10}  # a shared 2-core CPU compiles and starts processes slowly
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: threads waiting on each other under load
+  # torch.compile runs as eager here (the sections' plumbing is what a dry run checks; compiling on a CPU is tested
+  # by tests/test_compile_cache.py and tests/test_speed_options.py): TORCH_COMPILE_DISABLE=0 compiles for real
+  export TORCH_COMPILE_DISABLE=${TORCH_COMPILE_DISABLE:-1}
+else
+  SIZE=${SIZE:-256} STEPS=${STEPS:-5} ARCH=${ARCH:-ffhq} COMPILE_BATCH=${COMPILE_BATCH:-32} SWEEP=${SWEEP:-16}
+  SWEEP_STEPS=${SWEEP_STEPS:-100} DEMO_STEPS=${DEMO_STEPS:-300} SYNC_STEPS=${SYNC_STEPS:-20} PAPER_STEPS=${PAPER_STEPS:-250}
+fi
+OUT=${OUT:-gpu_out} BUDGET=${BUDGET:-470} SLOW=${SLOW:-1}
+SECTIONS=${SECTIONS:-sync bf16 layout compile graphs paper sweep}
+export DEVICE SIZE SYNC_STEPS DEMO_STEPS
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
+report=$OUT/gpu_check.md
+say() { tee -a "$report"; }
+# section NAME SECONDS: whether NAME is asked for and, about SECONDS long, fits in what is left of the budget (if
+# not, it says it is skipped and what to run next)
+section() {
+  want "$1" || return 1
+  local left=$((BUDGET - SECONDS))
+  if ((left < $2)); then
+    echo "skipped $1: it needs about $2 s and $left s of the $BUDGET s budget are left (run SECTIONS=\"$1\" next)" | say
+    return 1
+  fi
+}
+failed=()
+limit() { local left=$((BUDGET - SECONDS)) t=$(($1 * SLOW)); echo $((t < left ? t : left)); }  # a section's timeout
+
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 PYTHONPATH=$PWD
 if [[ $DEVICE == cuda ]] && ls .whl/*.whl >/dev/null 2>&1; then  # the device image's wheels (its Python's)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 fi
-report=$OUT/gpu_check.md
+# One fresh compile cache for the call (a cold first compilation), shared by every process of it (the second
+# compilation of the same network and shapes comes from it): what a run does with $DPS_CACHE/compile.
+export DPS_CACHE=${DPS_CACHE:-$(mktemp -d)}
+export TORCHINDUCTOR_CACHE_DIR=$DPS_CACHE/compile
 if [[ $DEVICE == cuda ]]; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$report"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | say
 else
-  echo "dry run on the CPU: $(python3 -c 'import platform; print(platform.processor() or platform.machine())')" | tee "$report"
+  echo "dry run on the CPU: $(python3 -c 'import platform; print(platform.processor() or platform.machine())')" | say
+fi
+python3 -c 'import torch; print(f"torch {torch.__version__}")' | say
+
+bench=(python3 scripts/bench.py --device "$DEVICE" --size "$SIZE" --steps "$STEPS" --repeats 2)
+ours=(--arch "$ARCH" --tutorial-batch --precision bf16 --channels-last on)
+# Cold compilations, in the background: each bench process's warm-up (2 steps) includes its compilation.
+cold=()
+if want compile; then
+  timeout "$(limit 300)" "${bench[@]}" "${ours[@]}" --batch "$COMPILE_BATCH" --compile on --warmup 2 --steps 1 --repeats 1 \
+    --out "$OUT/cold.jsonl" >/dev/null 2>>"$OUT/log.txt" & cold+=($!)
+fi
+if want graphs; then
+  timeout "$(limit 300)" "${bench[@]}" "${ours[@]}" --batch 1 --compile graphs --warmup 2 --steps 1 --repeats 1 \
+    --out "$OUT/cold.jsonl" >/dev/null 2>>"$OUT/log.txt" & cold+=($!)
 fi
 
-# sync: the sampler runs on CUDA, stays finite, is batch invariant, and never syncs with the host inside the
-# loop: set_sync_debug_mode("error") turns any sync into an exception. It is switched on by the first step's
-# callback, so the setup before the loop (tables computed once, copied to the device) is not counted.
-want sync && timeout 120 python3 - <<'PY' 2>&1 | tee -a "$report"
+section sync 40 && { timeout "$(limit 60)" python3 - <<'PY' 2>&1 | say || failed+=(sync); }
+# The sampler on the device: finite, batch invariant, and no host sync inside the loop: set_sync_debug_mode("error")
+# turns any sync into an exception. It is switched on by the first step's callback, so the set-up before the
+# loop (tables computed once, copied to the device) is not counted.
 import os
 import torch
 from dps_exp import batch
@@ -34,7 +89,7 @@ from dps_exp.denoisers.pretrained import RandomADM
 from dps_exp.physics import RandomInpainting
 from dps_exp.samplers.dps import DPS
 from dps_exp.schedule import LinearSchedule
-dev, n = os.environ["DEVICE"], int(os.environ["SIZE"])
+dev, n, steps = os.environ["DEVICE"], int(os.environ["SIZE"]), int(os.environ["SYNC_STEPS"])
 sync_debug = torch.cuda.set_sync_debug_mode if dev == "cuda" else lambda mode: None
 sched = LinearSchedule().to(dev)
 prior = RandomADM(sched).to(dev).eval().requires_grad_(False)
@@ -45,48 +100,96 @@ def run(idx, variance, check=False):
     gens = batch.generators([0]*len(idx), idx, "sampler", dev)
     p = RandomInpainting(mask=phys.mask[idx] if len(idx) > 1 else float(phys.mask[idx[0]])); p.m = phys.m[idx]
     checked = lambda i, x, x0: sync_debug("error") if check and i == 0 else None
-    return DPS(steps=20, variance=variance).sample(y[idx], p, prior, sched, noise=lambda: batch.randn((len(idx), 3, n, n), gens), callback=checked)
+    return DPS(steps=steps, variance=variance).sample(y[idx], p, prior, sched, noise=lambda: batch.randn((len(idx), 3, n, n), gens), callback=checked)
 DPS(steps=2).sample(y, phys, prior, sched, noise=lambda: torch.randn_like(x))  # warm up outside the check
 together = run([0, 1, 2, 3], "learned", check=True)
 sync_debug("default")
 alone = run([2], "learned")
-print(f"sync check on {dev}: passed (no host sync in steps 2-20 of 20 learned-variance steps at batch 4)")
+print(f"sync check on {dev}: passed (no host sync in steps 2-{steps} of {steps} learned-variance steps at batch 4)")
 print(f"finite: {bool(torch.isfinite(together.x).all())}, diverged: {together.diverged_at.tolist()}")
 print(f"batch invariance on {dev}, max |Δ| = {(together.x[2] - alone.x[0]).abs().max().item():.2e}")
 PY
 
-# One DPS step against the tutorial's loop (FFHQ UNet, random weights), each configuration in its own process
-# (~20 s each on an H200, compiled ~150 s). In order of what is still open (docs/performance.md, GPU):
-# layout: channels_last on and off, eager (on was slower than the tutorial there); bench: the product's default
-# layout at batch 1-32; compile: batch 32 compiled, the candidate for under 3 s per image per 1000 steps.
-bench=(python3 scripts/bench.py --device "$DEVICE" --size "$SIZE" --steps "$STEPS" --repeats 3 --out "$OUT/bench.jsonl")
-want layout && timeout 150 "${bench[@]}" --batch ${LAYOUT_BATCHES:-8} --tutorial-batch 8 --precision fp32 bf16 \
-  --channels-last on off 2>>"$OUT/log.txt" | tee -a "$report"
-want bench && timeout 150 "${bench[@]}" --batch 1 16 32 --tutorial-batch 1 --precision bf16 --channels-last off \
-  2>>"$OUT/log.txt" | tee -a "$report"
-want compile && timeout 200 "${bench[@]}" --batch 32 --tutorial-batch 1 --precision bf16 --channels-last off \
-  --compile on --warmup 3 2>>"$OUT/log.txt" | tee -a "$report"
+section bf16 60 && { timeout "$(limit 90)" python3 - "$OUT/bf16.json" <<'PY' 2>>"$OUT/log.txt" | say || failed+=(bf16); }
+# What bf16 changes in results, against fp32, the rest alike (eager, contiguous): per image, the natural32 demo's
+# PSNR (the bundled trained prior; speed.BF16_PSNR_CHANGE_DB takes the mean |Δ|, against a tolerance of 0.05 dB);
+# the GMM test bed's posterior metrics (4 draws per image scored against the exact posterior).
+import json, logging, os, statistics, sys, tempfile
+from pathlib import Path
+logging.disable(logging.WARNING)
+from dps_exp.run.cli import compose
+from dps_exp.run.experiment import Run
+dev, steps = os.environ["DEVICE"], os.environ["DEMO_STEPS"]
+common = ["logger=none", "progress=false", f"device={dev}", "compile=false", "channels_last=false"]
+tasks = {
+    "natural32 demo": ["experiment=demo", f"sampler.steps={steps}"],
+    "gmm test bed": ["denoiser=gmm", "data=prior_samples", "data.count=8", "metrics.names=[psnr]", "samples=4",
+                     f"sampler.steps={steps}", "sampler.step_size=0.5"],
+}
+out = {}
+for name, overrides in tasks.items():
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        with tempfile.TemporaryDirectory() as tmp:
+            Run(compose([*overrides, *common, f"precision={precision}"]), Path(tmp)).execute()
+            rows[precision] = [json.loads(line)["metrics"] for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]
+    changes = {k: statistics.fmean(abs(a[k] - b[k]) for a, b in zip(rows["fp32"], rows["bf16"]))
+               for k in rows["fp32"][0] if all(isinstance(r.get(k), float) for r in rows["fp32"] + rows["bf16"])}
+    out[name] = changes
+    print(f"bf16 against fp32 on {dev}, {name} ({len(rows['fp32'])} images, {steps} steps), mean |Δ| per image: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in changes.items()))
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+PY
 
-# sweep: a 16-point sweep at one image per point through the CLI, vectorized against sequential,
-# 100 steps (~150 s on an H200): long enough that the in-loop column, not start-up, decides the ratio.
-want sweep && timeout 240 python3 scripts/bench.py --sweep 16 1 --device "$DEVICE" --size "$SIZE" --steps $((STEPS * 10)) \
-  --precision bf16 2>>"$OUT/log.txt" | tee -a "$report"
+if ((${#cold[@]})); then
+  for pid in "${cold[@]}"; do wait "$pid" || failed+=("cold compilation")
+  done
+  python3 - "$OUT/cold.jsonl" <<'PY' 2>&1 | say
+import json, sys
+from pathlib import Path
+path = Path(sys.argv[1])
+for r in map(json.loads, path.read_text().splitlines() if path.exists() else []):
+    print(f"cold compilation (first job; beside the sync and bf16 sections): compile={r['compile']}, batch {r['batch']}, "
+          f"{r['precision']}: {r['warmup_s']:.1f} s for the compilation and 2 steps")
+PY
+fi
 
-# cudnn: torch.backends.cudnn.benchmark (cuDNN times its algorithms for the loop's fixed shapes), eager.
-want cudnn && timeout 100 "${bench[@]}" --batch 8 --tutorial-batch 8 --precision bf16 --channels-last off \
-  --cudnn-benchmark off on 2>>"$OUT/log.txt" | tee -a "$report"
+# Eager step at batch 8, each configuration in its own process; the tutorial's loop at batch 8 for reference.
+if section layout 100; then
+  timeout "$(limit 110)" "${bench[@]}" --arch "$ARCH" --batch 8 --tutorial-batch $([[ $ARCH == tiny ]] || echo 8) \
+    --precision fp32 bf16 --channels-last off --warmup 2 --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | say || failed+=(layout)
+  for option in "--channels-last on" "--cudnn-benchmark on"; do
+    timeout "$(limit 40)" "${bench[@]}" --arch "$ARCH" --batch 8 --tutorial-batch --precision bf16 --channels-last off \
+      $option --warmup 2 --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | grep '^| ours' | say || failed+=("layout $option")
+  done
+fi
+# From the cache the cold jobs filled: the warm-up is the second job's compilation; the rows are clean timings.
+section compile 50 && { timeout "$(limit 100)" "${bench[@]}" "${ours[@]}" --batch "$COMPILE_BATCH" --compile on \
+  --warmup 2 --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | say || failed+=(compile); }
+section graphs 50 && { timeout "$(limit 100)" "${bench[@]}" "${ours[@]}" --batch 1 --compile graphs --warmup 2 \
+  --out "$OUT/bench.jsonl" 2>>"$OUT/log.txt" | say || failed+=(graphs); }
 
-# paper: a paper task end to end through the CLI (random-weight prior, so the metrics mean nothing): wall time.
-want paper || exit 0
-run_dir=$(mktemp -d)
-timeout 100 python3 -m dps_exp.run experiment=paper/ffhq_sr4 denoiser=random_adm data=sample data.limit=4 \
-  data.batch_size=4 data.size="$SIZE" sampler.steps=$((STEPS * 25)) device="$DEVICE" precision=bf16 logger=none \
-  metrics.names=[psnr,ssim] progress=false hydra.run.dir="$run_dir" 2>>"$OUT/log.txt" | tail -2 | tee -a "$report"
-python3 - "$run_dir/summary.json" <<'PY' 2>&1 | tee -a "$report"
+# A paper task end to end through the CLI, with the product's auto settings (its speed line says what they chose).
+if section paper 45; then
+  run_dir=$(mktemp -d)
+  timeout "$(limit 90)" python3 -m dps_exp.run experiment=paper/ffhq_sr4 denoiser=random_adm data=sample data.limit=4 \
+    data.size="$SIZE" sampler.steps="$PAPER_STEPS" device="$DEVICE" logger=none metrics.names=[psnr,ssim] progress=false \
+    hydra.run.dir="$run_dir" >>"$OUT/log.txt" 2>&1 || failed+=(paper)
+  grep -ho "speed on .*" "$run_dir/run.log" | say
+  python3 - "$run_dir/summary.json" <<'PY' 2>&1 | say || failed+=(paper)
 import json, sys
 s = json.load(open(sys.argv[1]))
-steps = s["config"]["sampler"]["steps"]
-per = s["wall_time_s"] / 4 * 1000 / steps
-print(f"paper/ffhq_sr4 via the CLI, 4 images at batch 4, {steps} steps, bf16: {s['wall_time_s']:.1f} s wall "
-      f"(model build included), {per:.1f} s per image per 1000 steps")
+steps, n = s["config"]["sampler"]["steps"], s["rows"]
+print(f"paper/ffhq_sr4 via the CLI, {n} images, {steps} steps, auto settings: {s['wall_time_s']:.1f} s in the run "
+      f"(probe and model build included), {s['wall_time_s'] / n * 1000 / steps:.1f} s per image per 1000 steps")
 PY
+fi
+
+# A SWEEP-point sweep at one image per point, vectorized (one job) against sequential (SWEEP jobs), bf16.
+section sweep 150 && { timeout "$(limit 240)" python3 scripts/bench.py --sweep "$SWEEP" 1 --device "$DEVICE" \
+  --size "$SIZE" --steps "$SWEEP_STEPS" --precision bf16 2>>"$OUT/log.txt" | say || failed+=(sweep); }
+echo "gpu_check: done in $SECONDS s (budget $BUDGET s); sections: $SECTIONS" | say
+if ((${#failed[@]})); then
+  echo "gpu_check: failed: ${failed[*]} (their errors are in $OUT/log.txt)" | say
+  exit 1
+fi

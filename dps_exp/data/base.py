@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from torch import Tensor
+
+from dps_exp.config import Range
+
+BatchSize = Literal["auto"] | Annotated[int, Range(1, None)]
+"""`data.batch_size`: a number of samples, or `auto`: the largest that fits the device's memory on CUDA (probed
+once per process), a fixed choice by image size on CPUs (dps_exp/run/speed.py, docs/performance.md)."""
 
 
 @dataclass(frozen=True)
@@ -19,12 +26,13 @@ class Item:
 class DataSource(ABC):
     """An ordered list of images, each (channels, size, size) in [0, 1].
 
-    `batch_size` bounds how many samples (images × sweep points × draws) go through the sampler together;
+    `batch_size` bounds how many samples (images × sweep points × draws) go through the sampler together (`auto`:
+    the run chooses; `BatchSize`);
     `shard` of `num_shards` says which part of a longer list this job holds (its items keep their indices).
     """
 
     size: int
-    batch_size: int
+    batch_size: int | str
     channels: int = 3
     shard: int = 0
     num_shards: int = 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from dps_exp.config import Range
+from dps_exp.data.base import BatchSize
 from dps_exp.data.images import EXTENSIONS, Images
 from dps_exp.errors import DataError
 
@@ -75,7 +76,7 @@ class FFHQVal(Images):
         first: Annotated[int, Range(0, None)] = 0,
         count: Annotated[int, Range(1, None)] = 1000,
         size: Annotated[int, Range(8, 1024)] = 256,
-        batch_size: Annotated[int, Range(1, None)] = 4,
+        batch_size: BatchSize = "auto",
         limit: Annotated[int, Range(1, None)] | None = None,
         shard: Annotated[int, Range(0, None)] = 0,
         num_shards: Annotated[int, Range(1, None)] = 1,
@@ -107,7 +108,7 @@ class ImageNetVal(Images):
         root: str,
         file_list: str,
         size: Annotated[int, Range(8, 1024)] = 256,
-        batch_size: Annotated[int, Range(1, None)] = 4,
+        batch_size: BatchSize = "auto",
         limit: Annotated[int, Range(1, None)] | None = None,
         shard: Annotated[int, Range(0, None)] = 0,
         num_shards: Annotated[int, Range(1, None)] = 1,

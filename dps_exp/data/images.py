@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from dps_exp import ASSETS
 from dps_exp.config import Range
-from dps_exp.data.base import DataSource, Item
+from dps_exp.data.base import BatchSize, DataSource, Item
 from dps_exp.errors import ConfigError, DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -66,7 +66,9 @@ class Images(DataSource):
 
     Args:
         size: images are centre-cropped to a square and resized to size × size
-        batch_size: samples (images × sweep points) per sampler call
+        batch_size: samples (images × sweep points × draws) per sampler call; `auto`: on CUDA the most that fit the
+            free memory (probed once per process; halved after running out of memory), on CPUs 4 at 256×256 and more
+            for smaller images, up to 16
         limit: keep the first N images (null: all)
         shard: this job runs the images whose index ≡ shard (mod num_shards); merge shards with `scripts/merge_runs.py`
         num_shards: how many jobs the images are split over (see `shard`)
@@ -76,7 +78,7 @@ class Images(DataSource):
         self,
         files: list[Path],
         size: int,
-        batch_size: int,
+        batch_size: int | str,
         limit: int | None,
         shard: int,
         num_shards: int,
@@ -106,7 +108,7 @@ class SampleImages(Images):
     def __init__(
         self,
         size: Annotated[int, Range(8, 1024)] = 256,
-        batch_size: Annotated[int, Range(1, None)] = 4,
+        batch_size: BatchSize = "auto",
         limit: Annotated[int, Range(1, None)] | None = None,
         shard: Annotated[int, Range(0, None)] = 0,
         num_shards: Annotated[int, Range(1, None)] = 1,
@@ -129,7 +131,7 @@ class ImageFolder(Images):
         self,
         root: str,
         size: Annotated[int, Range(8, 1024)] = 256,
-        batch_size: Annotated[int, Range(1, None)] = 4,
+        batch_size: BatchSize = "auto",
         limit: Annotated[int, Range(1, None)] | None = None,
         shard: Annotated[int, Range(0, None)] = 0,
         num_shards: Annotated[int, Range(1, None)] = 1,

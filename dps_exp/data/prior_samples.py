@@ -16,7 +16,7 @@ from torch import Tensor
 
 from dps_exp import batch
 from dps_exp.config import Range, build, target_of
-from dps_exp.data.base import DataSource, Item
+from dps_exp.data.base import BatchSize, DataSource, Item
 from dps_exp.denoisers.exact import ExactPrior, prior_mixture
 from dps_exp.errors import DataError
 from dps_exp.schedule import LinearSchedule
@@ -35,7 +35,8 @@ class PriorSamples(DataSource):
         count: how many images
         seed: image i is drawn from a stream seeded by (seed, i): it does not depend on count or limit
         size: H = W (the GMM's `image_size`, else 8)
-        batch_size: samples per sampler call
+        batch_size: samples (images × sweep points × draws) per sampler call; `auto`: on CUDA the most that fit the
+            free memory (probed once per process; halved after running out of memory), on CPUs up to 16
         limit: keep the first N images
     """
 
@@ -45,7 +46,7 @@ class PriorSamples(DataSource):
         count: Annotated[int, Range(1, None)] = 16,
         seed: Annotated[int, Range(0, None)] = 0,
         size: Annotated[int, Range(1, 64)] = 8,
-        batch_size: Annotated[int, Range(1, None)] = 16,
+        batch_size: BatchSize = "auto",
         limit: Annotated[int, Range(1, None)] | None = None,
     ):
         node = OmegaConf.to_container(prior, resolve=True) if isinstance(prior, DictConfig) else dict(prior)

@@ -64,7 +64,7 @@ class Denoiser(nn.Module):
                 f"its coarsest level, so the size must be a multiple of {self.size_multiple}"
             )
 
-    def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
+    def accelerate(self, precision: str = "fp32", compile: bool | str = False, channels_last: bool = False) -> None:
         """Speed options for networks; a closed-form prior has none to take."""
 
     def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
@@ -92,11 +92,16 @@ class NetworkDenoiser(Denoiser):
         self.net = net
         self.size_multiple = size_multiple
         self.autocast_dtype: torch.dtype | None = None
-        self.channels_last = False
+        self.channels_last = self.compiled = self.graphs = False
 
-    def accelerate(self, precision: str = "fp32", compile: bool = False, channels_last: bool = False) -> None:
+    def accelerate(self, precision: str = "fp32", compile: bool | str = False, channels_last: bool = False) -> None:
         """bf16 autocast around the network (the DPS update stays fp32), channels_last memory format,
-        torch.compile of the network module."""
+        torch.compile of the network module (`compile="graphs"`: also CUDA graphs, `mode="reduce-overhead"`,
+        which replay a step's kernels without launching each: for small batches, where launches bound a step).
+
+        Compiled with `dynamic=False`: each batch size is compiled once, for its own shape (a run meets at most a
+        few: its batch, the last one's remainder, halvings after running out of memory). Called again with the
+        same precision it changes nothing already done; the network is compiled once."""
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         self.channels_last = channels_last
         if channels_last:
@@ -107,11 +112,14 @@ class NetworkDenoiser(Denoiser):
             for module in self.net.modules():
                 if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Linear):
                     module.to(torch.bfloat16)
-        if compile:
-            self.net.compile()
+        if compile and not self.compiled:
+            self.net.compile(mode="reduce-overhead" if compile == "graphs" else None, dynamic=False)
+            self.compiled, self.graphs = True, compile == "graphs"
 
     def forward(self, x_t: Tensor, t: Tensor) -> Prediction:
         x_in = x_t.contiguous(memory_format=torch.channels_last) if self.channels_last else x_t
+        if self.graphs:  # a new step: the graphs may overwrite the last step's outputs, which the loop has used
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(x_t.device.type, self.autocast_dtype or torch.float32, self.autocast_dtype is not None):
             out = self.net(x_in, t)
         out = out.float()

@@ -20,14 +20,16 @@ from dps_exp.data.base import DataSource
 from dps_exp.denoisers.base import Denoiser
 from dps_exp.errors import DataError
 from dps_exp.metrics.image import Metrics
+from dps_exp.run.acceleration import BatchOutOfMemory, halve_batch, network_parameters, resolve_speed
 from dps_exp.run.devices import layout_advice, resolve_device
 from dps_exp.run.draws import Collector
 from dps_exp.run.engine import Batch, BatchResult, Engine, StreamJob, to_unit
 from dps_exp.run.planner import Job, claim, pending, row_key
-from dps_exp.run.points import expand, make_points
+from dps_exp.run.points import expand, make_points, point_id
 from dps_exp.run.rows import Rows
 from dps_exp.run.settings import Identity, per_sample_of, settings_of, validate
 from dps_exp.run.signals import signals_held
+from dps_exp.run.speed import Workload
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,19 @@ class Run:
         metric_weights = self.metrics.check(required=[self.settings.optimized_metric])
         self.prior: Denoiser = build(spec["denoiser"], schedule=self.schedule)
         self.prior.to(self.device).eval().requires_grad_(False)
-        self.prior.accelerate(self.settings.precision, self.settings.compile, self.settings.channels_last)
-        if advice := layout_advice(self.device, self.settings.channels_last, self.settings.compile):
-            log.warning(advice)
         self.engine = Engine(spec, self.schedule, self.prior, self.metrics, self.device, self.settings.progress)
-        self.engine.check((self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)[0])
-        self.identity = Identity(spec, self.per_sample, self.device.type, self.metrics.per_image)
+        shape, points = (self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)
+        self.engine.check(shape, points[0])
+        steps = max(int(p.get("sampler.steps", spec["sampler"].get("steps", 1000))) for p in points)
+        self.workload = Workload(len(self.data.items()) * len(points) * self.settings.samples, steps, shape,
+                                 network_parameters(self.prior), point_id(spec["denoiser"]))  # fmt: skip
+        self.speed = resolve_speed(self.settings.precision, self.settings.compile, self.settings.channels_last,
+                                   self.data.batch_size, self.prior, self.device, self.workload)  # fmt: skip
+        log.info("%s", self.speed.line(self.device.type))
+        if advice := layout_advice(self.device, self.speed.channels_last, bool(self.speed.compile)):
+            log.warning(advice)
+        self.identity = Identity(spec, self.per_sample, self.device.type, self.metrics.per_image,
+                                 self.speed.result_settings())  # fmt: skip
         self.rows = Rows(spec, self.identity, self.prior.provenance, self.settings.samples, self.metrics,
                          metric_weights, self.data, self.device)  # fmt: skip
         self.points = make_points(spec, self.per_sample, Path(out_dir), sweep_dir, overrides, self.settings.sweep_jobs)
@@ -89,9 +98,15 @@ class Run:
                 if self.engine.continuous([p.values for p in self.points]):
                     self.stream(jobs, bar)
                 else:
-                    for first in range(0, len(jobs), self.data.batch_size):
-                        chunk = jobs[first : first + self.data.batch_size]
-                        self.run_batch(chunk)
+                    first = 0
+                    while first < len(jobs):
+                        chunk = jobs[first : first + self.speed.batch_size]
+                        try:
+                            self.run_batch(chunk)
+                        except BatchOutOfMemory as err:  # nothing of the chunk is recorded yet: run it in halves
+                            halve_batch(self.speed, self.workload, self.device, err)
+                            continue
+                        first += len(chunk)
                         bar.update(len(chunk))
             status = "complete"
         except KeyboardInterrupt:
@@ -100,7 +115,8 @@ class Run:
                       "resume=true (or into this directory)")  # fmt: skip
             raise
         finally:
-            summaries, self.late_signal = self.rows.finish(self.points, status, time.perf_counter() - start)
+            summaries, self.late_signal = self.rows.finish(self.points, status, time.perf_counter() - start,
+                                                           extra={"speed": self.speed.record()})  # fmt: skip
             if self._gpu_claim is not None:
                 self._gpu_claim.close()
         return summaries
@@ -130,7 +146,13 @@ class Run:
         starts = self.collector.starts([row_key(item, point) for item, point, _ in chunk])
         values = {k: [point.values[k] for _, point, _ in chunk] for k in self.per_sample}
         batch = Batch(images, values, [item.index for item, _, _ in chunk], [draw for *_, draw in chunk])
-        result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
+        out_of_memory = None
+        try:
+            result = self.engine(batch, exact_rows=starts if self.settings.samples > 1 else ())
+        except torch.OutOfMemoryError as err:  # before anything of the batch is recorded: it may be run in halves
+            out_of_memory = str(err)
+        if out_of_memory is not None:  # raised out here, so the error's frames (and their tensors) are freed
+            raise BatchOutOfMemory(len(chunk), out_of_memory)
         self.collect(chunk, images, result)
         return to_unit(result.x)
 
@@ -154,7 +176,7 @@ class Run:
                 admitted[token] = job, images[0]
                 yield StreamJob(token, images[0], values, item.index, draw, exact=starter)
 
-        for token, result in self.engine.stream(admissions(), self.data.batch_size):
+        for token, result in self.engine.stream(admissions(), self.speed.batch_size):
             job, truth = admitted.pop(token)
             self.collect([job], truth[None], result)
             bar.update(1)

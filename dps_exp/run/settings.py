@@ -17,8 +17,10 @@ SCIENCE = ("schedule", "physics", "denoiser", "sampler")
 BATCHING = ("batch_size", "limit", "shard", "num_shards")
 """Data keys that say which images a job runs and how many at once, not what a result is."""
 RESULT_KEYS = {"precision": "fp32", "compile": False, "channels_last": False, "samples": 1}
-"""Top-level keys (with their defaults) that change a result: bf16 moves PSNR by ~0.1 dB, compiled kernels and
-another memory layout round differently, several draws add set scores to each row."""
+"""Top-level keys (with their resolved values' defaults) that change a result: bf16 moves PSNR by ~0.1 dB, compiled
+kernels and another memory layout round differently, several draws add set scores to each row."""
+SPEED_KEYS = ("precision", "compile", "channels_last")
+"""The result keys that may be `auto`: a run's identity holds what they resolved to (speed.py), never `auto`."""
 
 
 class Settings:
@@ -28,10 +30,13 @@ class Settings:
         seed: each image's random streams derive from (seed, image index)
         device: `auto` (CUDA when available; in a sweep on several GPUs each parallel job claims its own), `cpu` or
             `cuda`
-        precision: `fp32` or `bf16`: autocast around the network (the DPS update stays fp32)
-        compile: `torch.compile` the network (its first steps are slow while it compiles)
-        channels_last: the network in channels_last memory format: faster on CPUs; on CUDA only with `compile=true`
-            (eager, the UNet's GroupNorms convert the layout back and forth; a warning says so)
+        precision: `fp32` or `bf16` (autocast around the network; the DPS update stays fp32); `auto`: bf16 where its
+            measured effect on PSNR is within 0.05 dB and it is faster, else fp32 (docs/performance.md, "Fast defaults")
+        compile: `torch.compile` the network (its first steps are slow while it compiles; kernels are cached on disk
+            for later jobs); `graphs`: also CUDA graphs (`mode="reduce-overhead"`, CUDA only); `auto`: compile when
+            the run's images × points × steps save at least twice the compilation time (CUDA only)
+        channels_last: the network in channels_last memory format (on CUDA only with `compile`: eager, the UNet's
+            GroupNorms convert the layout back and forth; a warning says so); `auto`: on CUDA when compiled
         samples: N posterior draws per measurement, batched like sweep points (same operator and measurement; draw 0
             is the single-draw result). N > 1 adds `<metric>_of_mean` (the metrics of the draws' mean) and, for priors
             with an exact posterior (`gmm`, `gaussian`) under a linear operator with Gaussian noise and images of at
@@ -50,9 +55,9 @@ class Settings:
         self,
         seed: Annotated[int, Range(0, None), PER_SAMPLE] = 0,
         device: Literal["auto", "cpu", "cuda"] = "auto",
-        precision: Literal["fp32", "bf16"] = "fp32",
-        compile: bool = False,
-        channels_last: bool = False,
+        precision: Literal["auto", "fp32", "bf16"] = "auto",
+        compile: Literal["auto", "graphs"] | bool = "auto",
+        channels_last: Literal["auto"] | bool = "auto",
         samples: Annotated[int, Range(1, 1024)] = 1,
         optimized_metric: str = "psnr",
         progress: bool = True,
@@ -94,17 +99,25 @@ class Identity:
     change its numbers, with the device type. Rows of another identity never mix in one directory.
 
     `scored`: the per-image metrics actually scored (a metric left out because its backbone is missing makes
-    rows that lack it)."""
+    rows that lack it); `resolved`: what `precision`, `compile` and `channels_last` resolved to (speed.py), so a
+    resumed run whose `auto` resolves differently is refused."""
 
-    def __init__(self, spec: Mapping, per_sample: Sequence[str], device_type: str, scored: Sequence[str]):
+    def __init__(
+        self,
+        spec: Mapping,
+        per_sample: Sequence[str],
+        device_type: str,
+        scored: Sequence[str],
+        resolved: Mapping[str, Any] | None = None,
+    ):
         static: dict[str, Any] = {g: spec[g] for g in SCIENCE}
         static["data"] = {k: v for k, v in spec["data"].items() if k not in BATCHING}
         static["metrics"] = spec["metrics"]
         self.config = with_values(static, "", {k: None for k in per_sample})
-        self.settings = {k: spec.get(k, default) for k, default in RESULT_KEYS.items()} | {
-            "device": device_type,
-            "metrics": list(scored),
-        }
+        settings = {k: spec.get(k, default) for k, default in RESULT_KEYS.items()} | dict(resolved or {})
+        if unresolved := [k for k in SPEED_KEYS if settings[k] == "auto"]:
+            raise ValueError(f"an identity needs resolved values, not auto: {', '.join(unresolved)}")
+        self.settings = settings | {"device": device_type, "metrics": list(scored)}
         self.id = point_id({"config": self.config, "settings": self.settings})
 
     def mismatch(self, row: Mapping) -> str | None:
