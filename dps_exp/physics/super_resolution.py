@@ -13,6 +13,7 @@ from dps_exp.config import Range
 from dps_exp.physics.base import LinearPhysics
 from dps_exp.physics.noise import Noise
 from dps_exp.physics.resize import resize_matrix
+from dps_exp.physics.svd import Factor, Separable
 
 
 class SuperResolution(LinearPhysics):
@@ -24,6 +25,7 @@ class SuperResolution(LinearPhysics):
         A_T y = R_Hᵀ Y R_W                  (the exact adjoint; the official code's `transpose` is a nearest
                                              upsampling instead, which is not)
         A⁺ y  = R_H⁺ Y R_W⁺ᵀ                (the exact Moore–Penrose pseudo-inverse: A = R_H ⊗ R_W)
+        svd   = the Kronecker product of the float64 SVDs of R_H and R_W (physics/svd.py, `Separable`)
 
     Args:
         factor: downsampling factor; the measurement has ⌈size / factor⌉ pixels a side. Paper: 4 (256 → 64 px)
@@ -34,6 +36,7 @@ class SuperResolution(LinearPhysics):
         self.factor = factor
         self.in_size: tuple[int, int] | None = None
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._svd: dict[tuple, Separable] = {}
 
     def draw(self, shape: Sequence[int], gens: Sequence[torch.Generator], device: torch.device) -> Self:
         """Nothing random; remembers the image size for `A_T`, `init` and `to_image`."""
@@ -61,6 +64,13 @@ class SuperResolution(LinearPhysics):
     def init(self, y: Tensor) -> Tensor:
         P_h, P_w = self.matrices(self.in_size, y, pinv=True)
         return P_h @ y @ P_w.T
+
+    def svd(self) -> Separable:
+        """The same for every sample (nothing is drawn): computed once per image size, on the CPU."""
+        if self.in_size not in self._svd:
+            R_h, R_w = (resize_matrix(n, 1 / self.factor) for n in self.in_size)
+            self._svd[self.in_size] = Separable(Factor.of(R_h), Factor.of(R_w))
+        return self._svd[self.in_size]
 
     def to_image(self, y: Tensor) -> Tensor:
         """The low-resolution measurement blown up with nearest neighbours to the image size."""
