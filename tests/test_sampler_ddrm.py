@@ -33,19 +33,20 @@ TOL_NET = 1e-4
 class VarianceExplodingView(nn.Module):
     """Our ε-prior as deepinv's DDRM calls its denoiser: D(x̄, √2 σ_t) = x̂0 at x_t = √ᾱ_t x̄."""
 
-    def __init__(self, prior, schedule, ts):
+    def __init__(self, prior, schedule, ts, clip=False):
         super().__init__()
-        self.prior, self.ts = prior, ts
+        self.prior, self.ts, self.clip = prior, ts, clip
         self.ab = schedule.alpha_bar(ts)
         self.levels = (2 * (1 - self.ab) / self.ab).sqrt()
 
     def forward(self, x_bar, sigma):
         k = int((self.levels - float(sigma)).abs().argmin())
         t = self.ts[k].expand(x_bar.shape[0])
-        return self.prior(self.ab[k].sqrt().float() * x_bar, t).x0
+        x0 = self.prior(self.ab[k].sqrt().float() * x_bar, t).x0
+        return x0.clamp(-1, 1) if self.clip else x0
 
 
-def deepinv_ddrm(prior, schedule, y, dinv_physics, steps, eta, eta_b, monkeypatch):
+def deepinv_ddrm(prior, schedule, y, dinv_physics, steps, eta, eta_b, monkeypatch, clip=False):
     """deepinv's result and the noise it drew (x_T's first, then one per step), each draw times 1/√2 undone."""
     draws = []
     randn_like = torch.randn_like
@@ -55,7 +56,7 @@ def deepinv_ddrm(prior, schedule, y, dinv_physics, steps, eta, eta_b, monkeypatc
         return draws[-1]
 
     ts = schedule.timesteps(steps)
-    view = VarianceExplodingView(prior, schedule, ts)
+    view = VarianceExplodingView(prior, schedule, ts, clip)
     model = dinv.sampling.DDRM(view, sigmas=view.levels.tolist(), eta=eta, etab=eta_b, eps=0.0)
     monkeypatch.setattr(torch, "randn_like", recording)
     x = model(y, dinv_physics)
@@ -123,12 +124,17 @@ def test_matches_deepinv_on_the_gaussian_prior(schedule, pair, eta, eta_b, monke
     assert (result.x - x).abs().max().item() <= TOL
 
 
-def test_matches_deepinv_on_a_random_network(tiny, schedule, monkeypatch):
-    """The random network's unclipped x̂0 reaches a few hundred: float32 rounding there is relative."""
+@pytest.mark.parametrize("clip", [False, True])
+def test_matches_deepinv_on_a_random_network(tiny, schedule, clip, monkeypatch):
+    """Unclipped, the random network's x̂0 reaches a few hundred: float32 rounding there is relative. Clipped, deepinv's
+    denoiser returns the clipped x̂0 and its noise direction (x̄_t − x̄0)/σ_t is our ε̂ taken from the clipped x̂0."""
     physics, y, theirs = inpainting_pair()
-    x, draws = deepinv_ddrm(tiny, schedule, y, theirs, 20, 0.85, 1.0, monkeypatch)
-    assert x.abs().max() > 10
-    assert ((ours(tiny, schedule, y, physics, draws).x - x).abs() / (1 + x.abs())).max().item() <= TOL_NET
+    x, draws = deepinv_ddrm(tiny, schedule, y, theirs, 20, 0.85, 1.0, monkeypatch, clip)
+    assert x.abs().max() > 10 or clip
+    result = ours(tiny, schedule, y, physics, draws, clip=clip)
+    assert ((result.x - x).abs() / (1 + x.abs())).max().item() <= TOL_NET
+    if clip:  # the clip matters here: without it, the same draws end elsewhere
+        assert (ours(tiny, schedule, y, physics, draws).x - x).abs().max() > 1
 
 
 @pytest.mark.parametrize("change", [{"eta": 0.8}, {"eta_b": 0.95}, {"steps": 19}])

@@ -34,8 +34,9 @@ class DDRM(Sampler):
           s σ' < σ_y       x̄_t' = x̄0 + √(1−η²) σ' s (ȳ − x̄0) / σ_y + η σ' z           (y noisier than x_t')
           s σ' ≥ σ_y       x̄_t' = η_b ȳ + (1 − η_b) x̄0 + √(σ'² − η_b² σ_y²/s²) z       (y less noisy)
 
-    and the result is V x̄ after the last step (x̂0 of the last prediction wherever σ_y > 0). x̂0 is not clipped
-    (nor is it in the official code). Timesteps: the official code's `range(0, T, T // steps)`, walked backwards
+    and the result is V x̄ after the last step (x̂0 of the last prediction wherever σ_y > 0). x̂0 is not clipped,
+    as in the official code (whose priors are the full ADM networks); `clip` clips it to [-1, 1] and takes ε̂ from the
+    clipped x̂0, as DPS and guided-diffusion's `clip_denoised` do. Timesteps: the official code's `range(0, T, T // steps)`, walked backwards
     (20 steps: 950, 900, …, 0; NFE = 20). Needs an operator with an exact SVD and Gaussian (or no) noise.
     η and η_b may differ per sample.
 
@@ -46,6 +47,8 @@ class DDRM(Sampler):
         eta_b: η_b, the weight of ȳ in coordinates measured less noisily than x_t'. Paper: 1.0
         zero: singular values (each 1-D factor's for a separable operator) below this count as 0, unmeasured; the
             official code's SR and deblurring use 3e-2. Masks (0/1) and denoising (1) are unaffected
+        clip: clip x̂0 to [-1, 1] (and take ε̂ from it) at every step. The official code does not; the bundled
+            `natural32` prior needs it at 20 steps (unclipped, its 20-step samples leave the image range)
     """
 
     divergence_hint = "with noiseless measurements (σ_y = 0) raise sampler.zero: ȳ = Uᵀy/s amplifies small s"
@@ -56,8 +59,9 @@ class DDRM(Sampler):
         eta: Annotated[float, Range(0, 1), PER_SAMPLE] = 0.85,
         eta_b: Annotated[float, Range(0, 1), PER_SAMPLE] = 1.0,
         zero: Annotated[float, Range(0, 1, hi_open=True)] = 3e-2,
+        clip: bool = False,
     ):
-        self.steps, self.eta, self.eta_b, self.zero = steps, eta, eta_b, zero
+        self.steps, self.eta, self.eta_b, self.zero, self.clip = steps, eta, eta_b, zero, clip
 
     def check(self, prior: Denoiser, physics: Physics) -> None:
         name = type(physics).__name__
@@ -102,8 +106,13 @@ class DDRM(Sampler):
         x = root_ab[0] * svd.V(x_bar)
         diverged_at = torch.full((B,), -1, dtype=torch.long, device=x.device)
         for i in tqdm(range(len(ts)), desc="DDRM steps", leave=False, disable=not progress):
-            pred = prior(x, ts[i].expand(B))
-            x0_bar, eps_bar, z = svd.Vt(pred.x0), svd.Vt(pred.eps), noise()
+            t = ts[i].expand(B)
+            pred = prior(x, t)
+            x0, eps = pred.x0, pred.eps
+            if self.clip:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = prior.eps_from_x0(x, t, x0)
+            x0_bar, eps_bar, z = svd.Vt(x0), svd.Vt(eps), noise()
             nxt = sigma[i + 1]
             unmeasured = x0_bar + (1 - eta**2) ** 0.5 * nxt * eps_bar + eta * nxt * z
             noisier = x0_bar + (1 - eta**2) ** 0.5 * nxt * (Uty - s * x0_bar) / sigma_y_safe + eta * nxt * z
@@ -112,5 +121,5 @@ class DDRM(Sampler):
             x_next = root_ab[i + 1] * svd.V(x_bar)
             x, diverged_at = keep_finite(x, x_next, diverged_at, i)
             if callback is not None:
-                callback(i, x, pred.x0)
+                callback(i, x, x0)
         return SampleResult(x=x, diverged_at=diverged_at, nfe=len(ts))
