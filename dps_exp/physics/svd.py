@@ -133,8 +133,9 @@ class Factor:
 
 @dataclass(frozen=True)
 class Separable(SingularSystem):
-    """A X = R_H X R_Wᵀ on each channel, R_H = U_H S_H V_Hᵀ and R_W = U_W S_W V_Wᵀ: A = (U_H ⊗ U_W)(S_H ⊗ S_W)(V_H ⊗ V_W)ᵀ,
-    with Vt(X) = V_Hᵀ X V_W, Ut(Y) = U_Hᵀ Y U_W (placed in the top-left h × w corner), s[i, j] = s_H[i] s_W[j]."""
+    """A X = R_H X R_Wᵀ on each channel, R_H = U_H S_H V_Hᵀ and R_W = U_W S_W V_Wᵀ:
+    A = (U_H ⊗ U_W)(S_H ⊗ S_W)(V_H ⊗ V_W)ᵀ, with Vt(X) = V_Hᵀ X V_W, Ut(Y) = U_Hᵀ Y U_W (placed in the top-left h × w
+    corner) and s[i, j] = s_H[i] s_W[j]."""
 
     rows: Factor
     """The SVD of R_H (acting on the image's columns of height H)."""

@@ -35,10 +35,14 @@ class DDRM(Sampler):
           s σ' ≥ σ_y       x̄_t' = η_b ȳ + (1 − η_b) x̄0 + √(σ'² − η_b² σ_y²/s²) z       (y less noisy)
 
     and the result is V x̄ after the last step (x̂0 of the last prediction wherever σ_y > 0). x̂0 is not clipped,
-    as in the official code (whose priors are the full ADM networks); `clip` clips it to [-1, 1] and takes ε̂ from the
-    clipped x̂0, as DPS and guided-diffusion's `clip_denoised` do. Timesteps: the official code's `range(0, T, T // steps)`, walked backwards
-    (20 steps: 950, 900, …, 0; NFE = 20). Needs an operator with an exact SVD and Gaussian (or no) noise.
-    η and η_b may differ per sample.
+    as in the official code (whose priors are the full ADM networks); `clip` clips it to [-1, 1] and takes ε̂ from
+    the clipped x̂0, as DPS and guided-diffusion's `clip_denoised` do. Timesteps: the official code's
+    `range(0, T, T // steps)`, walked backwards (20 steps: 950, 900, …, 0; NFE = 20). Needs an operator with an
+    exact SVD and Gaussian (or no) noise. η and η_b may differ per sample.
+
+    Where the official code differs: it starts from x_T = V x̄_T / σ_T, not √ᾱ_T V x̄_T (a factor 1/√(1 − ᾱ_T),
+    1 + 5e-5 at T = 950); singular values it thresholds to 0 stay in its "y noisier" branch with s = 0, here they
+    are unmeasured (the paper's s = 0 case, deepinv's too); at s σ' = σ_y exactly it takes the unmeasured branch.
 
     Args:
         steps: stride T // steps over the training timesteps, as the official code (20: 950, 900, …, 0). Paper
