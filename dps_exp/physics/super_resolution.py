@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Annotated, Self
 
 import torch
@@ -14,6 +15,13 @@ from dps_exp.physics.base import LinearPhysics
 from dps_exp.physics.noise import Noise
 from dps_exp.physics.resize import resize_matrix
 from dps_exp.physics.svd import Factor, Separable
+
+
+@lru_cache(maxsize=32)
+def resize_factor(n: int, scale: float) -> Factor:
+    """The float64 SVD of `resize_matrix(n, scale)`, computed once per side and scale (the operator is rebuilt for
+    each batch)."""
+    return Factor.of(resize_matrix(n, scale))
 
 
 class SuperResolution(LinearPhysics):
@@ -36,7 +44,6 @@ class SuperResolution(LinearPhysics):
         self.factor = factor
         self.in_size: tuple[int, int] | None = None
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
-        self._svd: dict[tuple, Separable] = {}
 
     def draw(self, shape: Sequence[int], gens: Sequence[torch.Generator], device: torch.device) -> Self:
         """Nothing random; remembers the image size for `A_T`, `init` and `to_image`."""
@@ -66,11 +73,8 @@ class SuperResolution(LinearPhysics):
         return P_h @ y @ P_w.T
 
     def svd(self) -> Separable:
-        """The same for every sample (nothing is drawn): computed once per image size, on the CPU."""
-        if self.in_size not in self._svd:
-            R_h, R_w = (resize_matrix(n, 1 / self.factor) for n in self.in_size)
-            self._svd[self.in_size] = Separable(Factor.of(R_h), Factor.of(R_w))
-        return self._svd[self.in_size]
+        """The same for every sample (nothing is drawn), on the CPU."""
+        return Separable(*(resize_factor(n, 1 / self.factor) for n in self.in_size))
 
     def to_image(self, y: Tensor) -> Tensor:
         """The low-resolution measurement blown up with nearest neighbours to the image size."""

@@ -120,6 +120,11 @@ class Factor:
         U, s, Vh = torch.linalg.svd(R, full_matrices=True)
         return Factor(U[:, None], F.pad(s, (0, n - m))[:, None], Vh.mT[:, None])
 
+    @staticmethod
+    def cat(factors: list[Factor]) -> Factor:
+        """One batch of the factors of several (of one shape)."""
+        return Factor(*(torch.cat([getattr(f, k) for f in factors]) for k in ("U", "s", "V")))
+
     @property
     def m(self) -> int:
         return self.U.shape[-1]
