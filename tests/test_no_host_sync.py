@@ -15,6 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dps_exp import batch
 from dps_exp.config import build, resolve
+from dps_exp.samplers.base import Sampler
+from dps_exp.samplers.ddrm import DDRM
 from dps_exp.samplers.dps import DPS
 from dps_exp.samplers.er import ER
 from dps_exp.samplers.hio import HIO
@@ -47,9 +49,11 @@ def boolean_index(indices) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in seq)
 
 
-def sample_watched(physics_name: str, noise: str, variance: str, watch_from: int = 0) -> list[str]:
-    """Five DPS steps at batch 2 with per-sample η and ζ; returns the syncing ops seen from step `watch_from`
-    (the callback of step i runs after step i, so watching starts with step watch_from + 1)."""
+def sample_watched(
+    physics_name: str, noise: str, variance: str = "eta", watch_from: int = 0, sampler: Sampler | None = None
+) -> list[str]:
+    """Five DPS steps at batch 2 with per-sample η and ζ (or `sampler`'s steps); returns the syncing ops seen from
+    step `watch_from` (the callback of step i runs after step i, so watching starts with step watch_from + 1)."""
     small = {"inpaint_box": ["physics.box=12", "physics.margin=4"]}.get(physics_name, [])
     spec = resolve(compose([f"physics={physics_name}", f"physics.noise.kind={noise}", *small]))
     schedule = build(spec["schedule"])
@@ -59,7 +63,9 @@ def sample_watched(physics_name: str, noise: str, variance: str, watch_from: int
     physics = build(spec["physics"]).draw(shape, batch.generators([0, 0], [0, 1], "operator"), torch.device("cpu"))
     y = physics.measure(x, batch.generators([0, 0], [0, 1], "measurement"))
     gens = batch.generators([0, 0], [0, 1], "sampler")
-    sampler = DPS(steps=5, eta=torch.tensor([0.5, 1.0]), step_size=torch.tensor([0.3, 1.0]), variance=variance)
+    sampler = sampler or DPS(
+        steps=5, eta=torch.tensor([0.5, 1.0]), step_size=torch.tensor([0.3, 1.0]), variance=variance
+    )
     watcher = HostSyncs()
 
     def callback(i, x_next, x0):
@@ -113,6 +119,14 @@ def test_the_phase_retrieval_loops_never_wait_for_the_device(name):
         if watcher in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
             watcher.__exit__(None, None, None)
     assert watcher.seen == []
+@pytest.mark.parametrize(
+    "physics_name, noise",
+    [(p, "gaussian") for p in ("denoise", "gaussian_blur", "inpaint_box", "inpaint_random", "super_resolution")]
+    + [("inpaint_random", "none")],
+)
+def test_the_ddrm_loop_never_waits_for_the_device(physics_name, noise):
+    sampler = DDRM(steps=5, eta=torch.tensor([0.5, 0.85]), eta_b=torch.tensor([1.0, 0.7]))
+    assert sample_watched(physics_name, noise, sampler=sampler) == []
 
 
 def test_the_watcher_sees_a_value_read_and_a_boolean_mask():

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dps_exp.physics.noise import Noise
+from dps_exp.physics.svd import SingularSystem
 
 
 class Physics:
@@ -56,3 +57,8 @@ class LinearPhysics(Physics):
         """A cheap image-shaped estimate of x from y: the pseudo-inverse A⁺ y where it is exact and cheap,
         otherwise a stated substitute (each operator says which). For starting points and pictures."""
         raise NotImplementedError
+
+    def svd(self) -> SingularSystem | None:
+        """A = U diag(s) Vᵀ of the drawn operators (dps_exp/physics/svd.py), float64, where the structure gives
+        it exactly (computed once per draw); None where it does not (the default)."""
+        return None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Annotated, Literal, Self
 
 import torch
@@ -16,6 +17,7 @@ from dps_exp.errors import ConfigError
 from dps_exp.physics.base import LinearPhysics
 from dps_exp.physics.motion import motion_kernel
 from dps_exp.physics.noise import Noise
+from dps_exp.physics.svd import Factor, Separable
 
 FFT_FROM = 17
 """`method=auto` convolves by FFT from this kernel size up. Measured with scripts/bench_blur.py on this project's
@@ -28,6 +30,17 @@ def reflect_index(n: int, pad: int, device: torch.device) -> Tensor:
     (torch's and the official code's `reflect`), repeated as often as the padding needs."""
     m = (torch.arange(-pad, n + pad, device=device)) % (2 * n - 2)
     return torch.where(m < n, m, 2 * n - 2 - m)
+
+
+def blur_matrix(g: Tensor, n: int) -> Tensor:
+    """The (B, n, n) matrices of "reflect-pad by k // 2, then correlate with g" along one side of n pixels, for 1-D
+    kernels g (B, k): M[i, r(i + u)] += g[u], r the padded positions' sources (`reflect_index`). A kernel that is
+    an outer product, k = g_H g_Wᵀ, blurs each channel X as M_H X M_Wᵀ."""
+    B, k = g.shape
+    sources = reflect_index(n, k // 2, g.device)
+    cols = sources[torch.arange(n, device=g.device)[:, None] + torch.arange(k, device=g.device)]  # (n, k)
+    M = g.new_zeros(B, n, n)
+    return M.scatter_add_(2, cols.expand(B, n, k), g[:, None, :].expand(B, n, k))
 
 
 def fast_size(n: int) -> int:
@@ -66,7 +79,9 @@ class Blur(LinearPhysics):
             raise ConfigError(f"physics.kernel_size={kernel_size} is not allowed: it must be odd")
         self.kernel_size, self.method = kernel_size, method
         self.k: Tensor | None = None
+        self.in_size: tuple[int, int] | None = None
         self._plan: tuple | None = None
+        self._svd: Separable | None = None
 
     def kernels(self, batch_size: int, gens: Sequence[torch.Generator]) -> Tensor:
         """The (B, k, k) float64 kernels of a batch, sample b's from gens[b] where random."""
@@ -74,7 +89,8 @@ class Blur(LinearPhysics):
 
     def draw(self, shape: Sequence[int], gens: Sequence[torch.Generator], device: torch.device) -> Self:
         self.k = self.kernels(shape[0], gens)[:, None].to(device)
-        self._plan = None
+        self.in_size = (shape[-2], shape[-1])
+        self._plan, self._svd = None, None
         return self
 
     def use_fft(self) -> bool:
@@ -130,6 +146,9 @@ class GaussianBlur(Blur):
     with g_t ∝ exp(−t² / 2σ²) for |t| ≤ ⌊4σ + ½⌋ (scipy's truncate = 4), zero beyond, summing to 1. A std whose
     4σ exceeds the window is cut by it and renormalised.
 
+    Separable, so it has an exact SVD: each channel X is blurred as M_H X M_Wᵀ, M the 1-D "reflect-pad, then
+    correlate with g" matrix of each side (`blur_matrix`), and `svd` is the Kronecker product of their SVDs.
+
     Args:
         std: standard deviation in pixels. Paper: 3.0
     """
@@ -144,12 +163,38 @@ class GaussianBlur(Blur):
         super().__init__(kernel_size, method, noise)
         self.std = std
 
+    def profile(self, batch_size: int) -> Tensor:
+        """The (B, k) float64 1-D kernels g; the 2-D kernel is their outer product g gᵀ."""
+        return gaussian_profile(torch.as_tensor(self.std, dtype=torch.float64).expand(batch_size), self.kernel_size)
+
     def kernels(self, batch_size: int, gens: Sequence[torch.Generator]) -> Tensor:
-        std = torch.as_tensor(self.std, dtype=torch.float64).expand(batch_size)[:, None]
-        t = torch.arange(self.kernel_size, dtype=torch.float64) - self.kernel_size // 2
-        g = torch.exp(-(t**2) / (2 * std**2)) * (t.abs() <= torch.floor(4 * std + 0.5))
-        g = g / g.sum(dim=1, keepdim=True)
+        g = self.profile(batch_size)
         return g[:, :, None] * g[:, None, :]
+
+    def svd(self) -> Separable:
+        """The float64 SVDs of the 1-D matrices, one per sample (one for the batch when `std` is one number)."""
+        if self._svd is None:
+            stds = torch.as_tensor(self.std, dtype=torch.float64).reshape(-1).tolist()
+            rows, cols = (
+                Factor.cat([gaussian_factor(std, self.kernel_size, n) for std in stds]).to(self.k) for n in self.in_size
+            )
+            self._svd = Separable(rows, cols)
+        return self._svd
+
+
+def gaussian_profile(std: Tensor, kernel_size: int) -> Tensor:
+    """The (B, k) float64 1-D Gaussian kernels of standard deviations std (B,): scipy's, cut at 4 std, summing to 1."""
+    std = std[:, None]
+    t = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
+    g = torch.exp(-(t**2) / (2 * std**2)) * (t.abs() <= torch.floor(4 * std + 0.5))
+    return g / g.sum(dim=1, keepdim=True)
+
+
+@lru_cache(maxsize=32)
+def gaussian_factor(std: float, kernel_size: int, n: int) -> Factor:
+    """The float64 SVD of one side's blur matrix (`blur_matrix`). Cached: each batch draws its operator anew, and this
+    SVD is slow (at 256 px, std 3, about 7 times a random matrix's: its singular values span 7 decades)."""
+    return Factor.of(blur_matrix(gaussian_profile(torch.tensor([std], dtype=torch.float64), kernel_size), n))
 
 
 class MotionBlur(Blur):

@@ -13,10 +13,11 @@ from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import LinearPhysics
 from dps_exp.physics.noise import Noise
+from dps_exp.physics.svd import Diagonal
 
 
 class Masking(LinearPhysics):
-    """y = m ⊙ x with a {0, 1} mask m (B, 1, H, W) that `draw` sets: A = A_T = A⁺ (a projection)."""
+    """y = m ⊙ x with a {0, 1} mask m (B, 1, H, W) that `draw` sets: A = A_T = A⁺ (a projection), U = V = I, s = m."""
 
     def __init__(self, noise: Noise | None):
         super().__init__(noise or Noise())
@@ -31,6 +32,9 @@ class Masking(LinearPhysics):
     def init(self, y: Tensor) -> Tensor:
         """A⁺ y = m ⊙ y: the measured pixels, zero (grey) where hidden."""
         return self.m * y
+
+    def svd(self) -> Diagonal:
+        return Diagonal(self.m.double())
 
     def state(self) -> dict[str, Tensor]:
         return {"mask": self.m}

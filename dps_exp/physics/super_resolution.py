@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Annotated, Self
 
 import torch
@@ -13,6 +14,14 @@ from dps_exp.config import Range
 from dps_exp.physics.base import LinearPhysics
 from dps_exp.physics.noise import Noise
 from dps_exp.physics.resize import resize_matrix
+from dps_exp.physics.svd import Factor, Separable
+
+
+@lru_cache(maxsize=32)
+def resize_factor(n: int, scale: float) -> Factor:
+    """The float64 SVD of `resize_matrix(n, scale)`, computed once per side and scale (the operator is rebuilt for
+    each batch)."""
+    return Factor.of(resize_matrix(n, scale))
 
 
 class SuperResolution(LinearPhysics):
@@ -24,6 +33,7 @@ class SuperResolution(LinearPhysics):
         A_T y = R_Hᵀ Y R_W                  (the exact adjoint; the official code's `transpose` is a nearest
                                              upsampling instead, which is not)
         A⁺ y  = R_H⁺ Y R_W⁺ᵀ                (the exact Moore–Penrose pseudo-inverse: A = R_H ⊗ R_W)
+        svd   = the Kronecker product of the float64 SVDs of R_H and R_W (physics/svd.py, `Separable`)
 
     Args:
         factor: downsampling factor; the measurement has ⌈size / factor⌉ pixels a side. Paper: 4 (256 → 64 px)
@@ -61,6 +71,10 @@ class SuperResolution(LinearPhysics):
     def init(self, y: Tensor) -> Tensor:
         P_h, P_w = self.matrices(self.in_size, y, pinv=True)
         return P_h @ y @ P_w.T
+
+    def svd(self) -> Separable:
+        """The same for every sample (nothing is drawn), on the CPU."""
+        return Separable(*(resize_factor(n, 1 / self.factor) for n in self.in_size))
 
     def to_image(self, y: Tensor) -> Tensor:
         """The low-resolution measurement blown up with nearest neighbours to the image size."""
