@@ -15,7 +15,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dps_exp import batch
 from dps_exp.config import build, resolve
+from dps_exp.samplers.base import Sampler
 from dps_exp.samplers.dps import DPS
+from dps_exp.samplers.mcg import MCG
+from dps_exp.samplers.score_sde import ScoreSDE
 from tests.conftest import TinyADM, tiny_adm_state
 from tests.helpers import CONF_DIR, compose
 
@@ -44,9 +47,11 @@ def boolean_index(indices) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in seq)
 
 
-def sample_watched(physics_name: str, noise: str, variance: str, watch_from: int = 0) -> list[str]:
-    """Five DPS steps at batch 2 with per-sample η and ζ; returns the syncing ops seen from step `watch_from`
-    (the callback of step i runs after step i, so watching starts with step watch_from + 1)."""
+def sample_watched(
+    physics_name: str, noise: str, variance: str, watch_from: int = 0, sampler: Sampler | None = None
+) -> list[str]:
+    """Five DPS steps (or `sampler`'s) at batch 2 with per-sample η and ζ; returns the syncing ops seen from step
+    `watch_from` (the callback of step i runs after step i, so watching starts with step watch_from + 1)."""
     small = {"inpaint_box": ["physics.box=12", "physics.margin=4"]}.get(physics_name, [])
     spec = resolve(compose([f"physics={physics_name}", f"physics.noise.kind={noise}", *small]))
     schedule = build(spec["schedule"])
@@ -56,7 +61,9 @@ def sample_watched(physics_name: str, noise: str, variance: str, watch_from: int
     physics = build(spec["physics"]).draw(shape, batch.generators([0, 0], [0, 1], "operator"), torch.device("cpu"))
     y = physics.measure(x, batch.generators([0, 0], [0, 1], "measurement"))
     gens = batch.generators([0, 0], [0, 1], "sampler")
-    sampler = DPS(steps=5, eta=torch.tensor([0.5, 1.0]), step_size=torch.tensor([0.3, 1.0]), variance=variance)
+    sampler = sampler or DPS(
+        steps=5, eta=torch.tensor([0.5, 1.0]), step_size=torch.tensor([0.3, 1.0]), variance=variance
+    )
     watcher = HostSyncs()
 
     def callback(i, x_next, x0):
@@ -79,6 +86,20 @@ OPERATORS = sorted(p.stem for p in (CONF_DIR / "physics").glob("*.yaml"))
 def test_the_sampling_loop_never_waits_for_the_device(physics_name, noise):
     for variance in ("eta", "learned"):
         assert sample_watched(physics_name, noise, variance) == [], (physics_name, noise, variance)
+
+
+PROJECTABLE = ["denoise", "inpaint_box", "inpaint_random", "super_resolution"]  # the operators with an exact A⁺
+
+
+@pytest.mark.parametrize("physics_name", PROJECTABLE)
+def test_the_projection_samplers_never_wait_for_the_device(physics_name):
+    """score_sde and mcg add the projection to DPS's step (whose distances the test above covers per noise)."""
+    eta, zeta = torch.tensor([0.5, 1.0]), torch.tensor([0.3, 1.0])
+    for sampler in (
+        ScoreSDE(steps=5, eta=eta, variance="learned"),
+        MCG(steps=5, eta=eta, step_size=zeta, variance="eta"),
+    ):
+        assert sample_watched(physics_name, "gaussian", "", sampler=sampler) == [], (physics_name, sampler.name)
 
 
 def test_the_watcher_sees_a_value_read_and_a_boolean_mask():

@@ -11,6 +11,8 @@ from dps_exp.physics.noise import Noise
 class Denoising(LinearPhysics):
     """y = x + n: A = A_T = A⁺ = I, for pure denoising and sanity checks."""
 
+    exact_pinv = True
+
     def __init__(self, noise: Noise | None = None):
         super().__init__(noise or Noise())
 
