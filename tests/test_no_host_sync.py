@@ -96,8 +96,8 @@ def test_the_projection_samplers_never_wait_for_the_device(physics_name):
     """score_sde and mcg add the projection to DPS's step (whose distances the test above covers per noise)."""
     eta, zeta = torch.tensor([0.5, 1.0]), torch.tensor([0.3, 1.0])
     for sampler in (
-        ScoreSDE(steps=5, eta=eta, variance="learned"),
-        MCG(steps=5, eta=eta, step_size=zeta, variance="eta"),
+        ScoreSDE(steps=3, eta=eta, variance="learned"),
+        MCG(steps=3, eta=eta, step_size=zeta, variance="eta"),
     ):
         assert sample_watched(physics_name, "gaussian", "", sampler=sampler) == [], (physics_name, sampler.name)
 
