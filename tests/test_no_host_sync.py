@@ -20,7 +20,9 @@ from dps_exp.samplers.ddrm import DDRM
 from dps_exp.samplers.dps import DPS
 from dps_exp.samplers.er import ER
 from dps_exp.samplers.hio import HIO
+from dps_exp.samplers.mcg import MCG
 from dps_exp.samplers.oss import OSS
+from dps_exp.samplers.score_sde import ScoreSDE
 from tests.conftest import TinyADM, tiny_adm_state
 from tests.helpers import CONF_DIR, compose
 
@@ -119,6 +121,8 @@ def test_the_phase_retrieval_loops_never_wait_for_the_device(name):
         if watcher in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
             watcher.__exit__(None, None, None)
     assert watcher.seen == []
+
+
 @pytest.mark.parametrize(
     "physics_name, noise",
     [(p, "gaussian") for p in ("denoise", "gaussian_blur", "inpaint_box", "inpaint_random", "super_resolution")]
@@ -127,6 +131,20 @@ def test_the_phase_retrieval_loops_never_wait_for_the_device(name):
 def test_the_ddrm_loop_never_waits_for_the_device(physics_name, noise):
     sampler = DDRM(steps=5, eta=torch.tensor([0.5, 0.85]), eta_b=torch.tensor([1.0, 0.7]))
     assert sample_watched(physics_name, noise, sampler=sampler) == []
+
+
+PROJECTABLE = ["denoise", "inpaint_box", "inpaint_random", "super_resolution"]  # the operators with an exact A⁺
+
+
+@pytest.mark.parametrize("physics_name", PROJECTABLE)
+def test_the_projection_samplers_never_wait_for_the_device(physics_name):
+    """score_sde and mcg add the projection to DPS's step (whose distances the test above covers per noise)."""
+    eta, zeta = torch.tensor([0.5, 1.0]), torch.tensor([0.3, 1.0])
+    for sampler in (
+        ScoreSDE(steps=3, eta=eta, variance="learned"),
+        MCG(steps=3, eta=eta, step_size=zeta, variance="eta"),
+    ):
+        assert sample_watched(physics_name, "gaussian", "", sampler=sampler) == [], (physics_name, sampler.name)
 
 
 def test_the_watcher_sees_a_value_read_and_a_boolean_mask():

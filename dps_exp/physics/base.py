@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -48,6 +48,10 @@ class Physics:
 
 class LinearPhysics(Physics):
     """A linear forward model: A has an adjoint A_T with ⟨A x, y⟩ = ⟨x, A_T y⟩."""
+
+    exact_pinv: ClassVar[bool] = False
+    """Whether `init` is exactly the Moore–Penrose pseudo-inverse A⁺ (so that x + A⁺(y − A x) replaces the
+    measured part of x by y: what the projection samplers, score_sde and mcg, need)."""
 
     def A_T(self, y: Tensor) -> Tensor:
         """The adjoint, from measurements back to images (B, C, H, W)."""

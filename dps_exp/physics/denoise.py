@@ -13,6 +13,8 @@ from dps_exp.physics.svd import Diagonal
 class Denoising(LinearPhysics):
     """y = x + n: A = A_T = A⁺ = I (U = V = I, s = 1), for pure denoising and sanity checks."""
 
+    exact_pinv = True
+
     def __init__(self, noise: Noise | None = None):
         super().__init__(noise or Noise())
 

@@ -19,6 +19,8 @@ from dps_exp.physics.svd import Diagonal
 class Masking(LinearPhysics):
     """y = m ⊙ x with a {0, 1} mask m (B, 1, H, W) that `draw` sets: A = A_T = A⁺ (a projection), U = V = I, s = m."""
 
+    exact_pinv = True
+
     def __init__(self, noise: Noise | None):
         super().__init__(noise or Noise())
         self.m: Tensor | None = None

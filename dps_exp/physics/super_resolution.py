@@ -39,6 +39,8 @@ class SuperResolution(LinearPhysics):
         factor: downsampling factor; the measurement has ⌈size / factor⌉ pixels a side. Paper: 4 (256 → 64 px)
     """
 
+    exact_pinv = True
+
     def __init__(self, factor: Annotated[float, Range(1, None)] = 4, noise: Noise | None = None):
         super().__init__(noise or Noise())
         self.factor = factor
