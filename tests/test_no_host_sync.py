@@ -15,6 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dps_exp import batch
 from dps_exp.config import build, resolve
+from dps_exp.denoisers import StationaryGaussian
+from dps_exp.samplers.admm_tv import ADMMTV
 from dps_exp.samplers.base import Sampler
 from dps_exp.samplers.ddrm import DDRM
 from dps_exp.samplers.dps import DPS
@@ -22,6 +24,7 @@ from dps_exp.samplers.er import ER
 from dps_exp.samplers.hio import HIO
 from dps_exp.samplers.mcg import MCG
 from dps_exp.samplers.oss import OSS
+from dps_exp.samplers.pnp_admm import PnPADMM
 from dps_exp.samplers.score_sde import ScoreSDE
 from tests.conftest import TinyADM, tiny_adm_state
 from tests.helpers import CONF_DIR, compose
@@ -156,3 +159,38 @@ def test_the_watcher_sees_a_value_read_and_a_boolean_mask():
         bool(t.any())
     assert watcher.seen == ["aten._local_scalar_dense.default", "aten.index_put_.default",
                             "aten._local_scalar_dense.default"]  # fmt: skip
+
+
+LINEAR = [name for name in OPERATORS if name != "phase_retrieval"]
+ADMM_CASES = [("admm_tv", name) for name in LINEAR] + [("pnp_admm", "inpaint_random")]
+
+
+@pytest.mark.parametrize("sampler, physics_name", ADMM_CASES)
+def test_the_admm_loops_never_wait_for_the_device(sampler, physics_name):
+    """Three ADMM iterations at batch 2 with per-sample ρ (and λ or σ_d), watched from the second: every linear
+    operator's A and A_T under ADMM-TV; the shared loop once more under PnP-ADMM (its prior's own ops are the
+    DPS test's)."""
+    small = {"inpaint_box": ["physics.box=12", "physics.margin=4"]}.get(physics_name, [])
+    spec = resolve(compose([f"physics={physics_name}", *small]))
+    schedule = build(spec["schedule"])
+    shape = (2, 3, 32, 32)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    physics = build(spec["physics"]).draw(shape, batch.generators([0, 0], [0, 1], "operator"), torch.device("cpu"))
+    y = physics.measure(x, batch.generators([0, 0], [0, 1], "measurement"))
+    rho = torch.tensor([0.1, 0.3])
+    chosen = {
+        "admm_tv": ADMMTV(iterations=3, rho=rho, tv_weight=torch.tensor([0.01, 0.05]), tv_steps=2, cg_steps=2),
+        "pnp_admm": PnPADMM(iterations=3, rho=rho, sigma=torch.tensor([0.1, 0.3]), cg_steps=2),
+    }[sampler]
+    watcher = HostSyncs()
+
+    def callback(k, x, z):
+        if k == 0:
+            watcher.__enter__()
+
+    try:
+        chosen.sample(y, physics, StationaryGaussian(schedule), schedule, noise=None, callback=callback)
+    finally:
+        if watcher in torch.utils._python_dispatch._get_current_dispatch_mode_stack():
+            watcher.__exit__(None, None, None)
+    assert watcher.seen == [], (sampler, physics_name)
