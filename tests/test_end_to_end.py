@@ -14,17 +14,20 @@ def run_dirs(root):
 
 
 def test_demo_writes_results_summary_pngs_and_offline_wandb(tmp_path):
-    proc = cli("experiment=demo", cwd=tmp_path)
+    # the demo as shipped (300 steps, W&B offline) on its first image only: a quarter of its work keeps this test's
+    # quiet-machine time (~20 s) a tenth of its timeout
+    proc = cli("experiment=demo", "data.limit=1", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (out,) = run_dirs(tmp_path)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    assert [r["index"] for r in rows] == [0]
     assert all(r["status"] == "ok" for r in rows)
     assert rows[0]["source"].endswith("face.png")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "complete" and summary["ok"] == 4
-    # the bundled learned prior on 20%-kept inpainting at 64×64: 25.6 dB (the Gaussian prior: 21.7 dB)
-    assert summary["metrics"]["psnr"]["mean"] > 24
+    assert summary["status"] == "complete" and summary["ok"] == 1
+    # the bundled learned prior on 20%-kept inpainting of face.png at 64×64: 24.0 dB (the demo's 4 images: 25.6 dB;
+    # the Gaussian prior's: 21.7 dB)
+    assert summary["metrics"]["psnr"]["mean"] > 23
     assert summary["config"]["denoiser"]["weights"] == "natural32"
     assert summary["config"]["sampler"]["steps"] == 300
     for r in rows:

@@ -11,8 +11,6 @@ from typing import Annotated
 
 import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as TF
 
 from dps_exp import ASSETS
 from dps_exp.config import Range
@@ -43,6 +41,9 @@ def load_image(path: Path, size: int) -> Tensor:
     """An image file (8- or 16-bit; grey, palette, RGB, with or without alpha; CMYK JPEG) as RGB (grey is
     replicated, alpha dropped), centre-cropped to a square and resized with antialiasing to size×size; float32
     in [0, 1], shape (3, size, size). Raises DataError naming the file and the reason when it cannot be read."""
+    from torchvision.io import ImageReadMode, decode_image  # here: a config error is said before it loads (seconds)
+    from torchvision.transforms.v2 import functional as TF
+
     if reason := not_a_file(path):
         raise DataError(f"cannot read image {path}: {reason}")
     try:

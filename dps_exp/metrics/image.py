@@ -14,8 +14,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-from torchvision.io import ImageReadMode, decode_image
 
 from dps_exp.denoisers.weights import file_sha256
 from dps_exp.metrics.backbones import BackboneError, ensure_backbone
@@ -32,11 +30,19 @@ DEFAULT_NAMES: tuple[MetricName, ...] = ("psnr", "ssim", "lpips")
 missing and cannot be downloaded is left out with a warning; a metric named in `metrics.names` stops the run."""
 
 
+# torchmetrics and torchvision load where they are used (seconds of imports): a config error on the command line is
+# reported before they load, while the config is validated against this module's classes.
+
+
 def psnr(x: Tensor, ref: Tensor) -> Tensor:
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     return peak_signal_noise_ratio(x, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(x: Tensor, ref: Tensor) -> Tensor:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(x, ref, data_range=1.0, reduction="none")
 
 
@@ -151,6 +157,7 @@ class Metrics:
         if len(pairs) < 2:
             return {"value": None, "n": len(pairs), "reason": f"FID needs at least 2 images, the set has {len(pairs)}"}
         from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchvision.io import ImageReadMode, decode_image
 
         weights = ensure_backbone("inception", "fid")
         metric = FrechetInceptionDistance(self.fid_features, feature_extractor_weights_path=str(weights)).to(device)

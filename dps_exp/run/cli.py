@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dps_exp.config import target_of
+from dps_exp.config import resolve, target_of
 from dps_exp.errors import UserError
 from dps_exp.run.preflight import hydra_problem, unwritable_output
 from dps_exp.run.resume import previous_dir, resume_requested, without_resume
@@ -86,17 +86,21 @@ def objective(run, summaries: list[dict], multirun: bool) -> float:
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> float:
-    # torch and the rest load here, not at the top: a Ctrl-C while they load ends like any other (exit 130)
-    from dps_exp.run.experiment import Run
-    from dps_exp.run.points import PointLogs
-
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     out_dir = Path(hc.runtime.output_dir)
     signal.signal(signal.SIGTERM, stop_on_signal)
     logging.raiseExceptions = False  # a log file on a full disk must not print a traceback for every line
+    # torch and the rest load here, not at the top: a Ctrl-C while they load ends like any other (exit 130); the
+    # config is validated first, so a bad value is said before the run's heavier imports (metrics, images) load
+    from dps_exp.run.points import PointLogs
+    from dps_exp.run.settings import validate
+
     with PointLogs() as point_logs:
         try:
+            validate(resolve(cfg))
+            from dps_exp.run.experiment import Run
+
             run = Run.from_config(
                 cfg,
                 out_dir,

@@ -17,7 +17,6 @@ from typing import IO, Any
 
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
 from dps_exp.errors import UserError
 
@@ -219,11 +218,15 @@ class Recorder:
 
     def save_panel(self, key: str, panels: Sequence[Tensor]) -> str:
         """Save [0, 1] images (3, H, W) side by side; returns the path relative to the run directory."""
+        from torchvision.utils import make_grid, save_image  # here: the CLI checks its config before it loads
+
         grid = make_grid(list(panels), nrow=len(panels), padding=2, pad_value=1.0)
         return self._save(f"images/{key}.png", lambda path: save_image(grid, path))
 
     def save_reconstruction(self, key: str, x: Tensor) -> str:
         """Save a [0, 1] image (3, H, W) on its own as an 8-bit PNG; returns the path relative to the run directory."""
+        from torchvision.utils import save_image
+
         return self._save(f"images/{key}_recon.png", lambda path: save_image(x, path))
 
     def write_image_list(self, sources: Sequence[str]) -> None:
@@ -234,6 +237,8 @@ class Recorder:
         also as a PNG for a look, scaled so that its largest value is white."""
         if not state:
             return None
+        from torchvision.utils import save_image
+
         rel = self._save(f"operators/{key}.pt", lambda path: torch.save({k: v.cpu() for k, v in state.items()}, path))
         for name, v in state.items():
             if v.ndim in (2, 3):
