@@ -93,16 +93,8 @@ class ADMM(Sampler):
     def nfe(self) -> int:
         """Network evaluations per sample of a whole run."""
 
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """ADMM from z₀ = A⁺y; `callback(k, x_{k+1}, z_{k+1})` after each iteration. `noise` is not used."""
         z = physics.init(y)
         x, u = z, torch.zeros_like(z)

@@ -144,16 +144,8 @@ class AlternatingProjections(Sampler):
                 "[-1, 1]; use physics.noise.kind=gaussian or none"
             )
 
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Each run starts from x_0 = P(noise()): a random real image on the support, i.e. random Fourier phases
         (Hermitian, as a real object's are) under the measured magnitudes after the first projection."""
         start = noise()

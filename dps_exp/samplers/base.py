@@ -67,16 +67,8 @@ class Sampler(ABC):
         return 0
 
     @abstractmethod
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Reconstruct x (B, C, H, W) from the measurements y under the drawn `physics`."""
 
 

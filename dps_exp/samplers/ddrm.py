@@ -77,16 +77,8 @@ class DDRM(Sampler):
                 "(use physics/noise=gaussian or physics.noise.kind=none)"
             )
 
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Draw x_T around ȳ from `noise`, then walk the timesteps; `noise` also supplies each step's z."""
         svd = physics.svd().truncated(self.zero).to(y)
         ts = schedule.timesteps(self.steps)

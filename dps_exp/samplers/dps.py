@@ -123,16 +123,8 @@ class DPS(Sampler):
         """Network evaluations of one sample with this sampler's (single) step count."""
         return len(self.timesteps(schedule))
 
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Draw x_T from `noise`, then walk each sample's timesteps (all together; a sample whose chain is
         shorter stops changing at its end); `noise` also supplies each step's ε."""
         x = noise()

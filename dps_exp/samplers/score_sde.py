@@ -106,16 +106,8 @@ class ScoreSDE(DPS):
             pred = prior(x, t)
         return Prediction(pred.eps, pred.x0.clamp(-1.0, 1.0), pred.var), None
 
-    def sample(
-        self,
-        y: Tensor,
-        physics: Physics,
-        prior: Denoiser,
-        schedule: Schedule,
-        noise: NoiseSource,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> SampleResult:
+    def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
+               callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Draw x_T from `noise`, then walk the timesteps; each step draws the update's ε, then ε_y."""
         x = noise()
         ts = self.timesteps(schedule)

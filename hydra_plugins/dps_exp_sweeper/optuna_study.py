@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
-from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from dps_exp.errors import ConfigError
 from hydra_plugins.dps_exp_sweeper.search_space import SearchSpace
-from hydra_plugins.dps_exp_sweeper.vectorized import compose_job
+from hydra_plugins.dps_exp_sweeper.vectorized import Launching, compose_job
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +32,7 @@ def stop(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-class OptunaStudy(Sweeper):
+class OptunaStudy(Launching, Sweeper):
     """An Optuna study over Hydra jobs. `sampler` is an Optuna sampler (Hydra instantiates its `_target_`)."""
 
     def __init__(
@@ -52,15 +49,6 @@ class OptunaStudy(Sweeper):
         self.sampler, self.direction, self.storage, self.study_name = sampler, direction, storage, study_name
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = dict(params or {})
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Launcher | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def check_settings(self) -> None:
         """The sweeper's own keys, each refused with one line."""

@@ -63,22 +63,28 @@ def cartesian(overrides: Sequence[Override]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*columns.values())]
 
 
-class VectorizedSweeper(Sweeper):
-    """Hydra's basic sweep (its expansion, `hydra.sweeper.params` in a config, its `multirun.yaml`) that packs
-    jobs, on Hydra's public sweeper interface."""
+class Launching:
+    """What both of our sweepers keep from Hydra's `setup`: its context, the config and the launcher their jobs go
+    to (a mixin before `Sweeper`, so that Hydra's plugin scan sees only the sweepers)."""
 
-    def __init__(self, vectorize: bool = True, points_per_job: int | None = None, params: Mapping | None = None):
-        self.vectorize, self.points_per_job = vectorize, points_per_job
-        self.params = dict(params or {})
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Launcher | None = None
+    hydra_context: HydraContext | None = None
+    config: DictConfig | None = None
+    launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+
+
+class VectorizedSweeper(Launching, Sweeper):
+    """Hydra's basic sweep (its expansion, `hydra.sweeper.params` in a config, its `multirun.yaml`) that packs
+    jobs, on Hydra's public sweeper interface."""
+
+    def __init__(self, vectorize: bool = True, points_per_job: int | None = None, params: Mapping | None = None):
+        self.vectorize, self.points_per_job = vectorize, points_per_job
+        self.params = dict(params or {})
 
     def expand(self, arguments: list[str]) -> list[list[str]]:
         """Every job's overrides, in the basic sweeper's order (its index is the job number): the config's
