@@ -667,8 +667,8 @@ def test_a_shared_part_of_the_experiments_is_not_run_as_a_task():
     from dps_exp.run.cli import shared_part
 
     assert shared_part(["experiment=paper/ffhq_sr4"]) is None
-    assert shared_part(["-m", "experiment=paper/ffhq_sr4,paper/_protocol"]) == (
-        "experiment=paper/_protocol is a part other experiments share, not a task "
+    assert shared_part(["-m", "experiment=paper/ffhq_sr4,paper/_ffhq"]) == (
+        "experiment=paper/_ffhq is a part other experiments share, not a task "
         "(e.g. paper/ffhq_deblur_gauss, paper/ffhq_deblur_gauss_zeta)"
     )
 

@@ -1,4 +1,5 @@
-"""Reproduce the paper's tables from runs on disk, the paper's numbers beside ours.
+"""Reproduce the paper's tables from runs on disk, the paper's numbers beside ours: every row of its Tables 1, 2, 3, 6
+and 7 (DPS and the baselines), ours where a run of that method and task is on disk, empty where none is.
 
     python scripts/make_table.py outputs/paper/ffhq_*            # run directories
     python scripts/make_table.py multirun/2026-11-27/12-00-00    # or folders holding runs
@@ -6,9 +7,10 @@
 
 Each argument is a run directory or a folder searched for runs (every results.jsonl with its summary.json).
 Runs are sorted into the FFHQ or ImageNet table by their prior (`--paper` forces one, e.g. for runs with a
-stand-in prior) and into a task by their operator; the paper's values come from dps_exp/analysis/paper_values.yaml.
-Writes OUT/<dataset>.md, .tex and .csv and prints the Markdown; under each table, notes say how its runs differ
-from the paper's protocol. FID is reported for runs that asked for it (`fid` in metrics.names): read from the
+stand-in prior; runs without a network prior go by their data set), into a task by their operator and into a
+method by their sampler class; the paper's values come from dps_exp/analysis/paper_values.yaml. Writes
+OUT/<dataset>.md, .tex and .csv and prints the Markdown; under each table, notes say how its runs differ from the
+paper's protocol of their method and how our implementation of a method differs from the paper's. FID is reported for runs that asked for it (`fid` in metrics.names): read from the
 run summaries, and recomputed from the saved reconstructions where a table needs a set no run scored (best-of-N,
 unmerged shards); that needs the Inception weights (see docs/reproduce.md) unless `--no-fid-recompute`.
 """

@@ -1,14 +1,16 @@
-"""The paper's tables reproduced from runs on disk: one row per task, ours beside the paper's for each metric.
+"""The paper's tables reproduced from runs on disk: one row per task and method, ours beside the paper's for each
+metric, every method the paper reports (DPS and the baselines) with the paper's values where no run is on disk.
 
 A run counts for a task of a data set through its recorded config: the operator class (`physics._target_`)
-names the task, the prior's architecture (else the data class) the data set. Runs of a task with the same
-settings (`SETTINGS`: the sampler's, the noise, the operator's protocol keys) make one row, each other setting
-of them another; a row's runs are pooled: per
+names the task, the sampler class (`sampler._target_`) the method, the prior's architecture (else the data class)
+the data set. Runs of a task and method with the same settings (`SETTINGS`, the sampler's other keys, the
+operator's protocol keys) make one row, each other setting of them another; a row's runs are pooled: per
 image, several seeds are averaged, or, for best-of-N tasks, the seed with the best `by` metric is kept; a
 cell is then mean ± std over images (n). FID is one number per set, for runs that score it: each seed's run
 summary holds it; it is recomputed from disk (reconstruction PNGs and source images) for best-of-N selections
 and for seeds split over several runs (unmerged shards); ± is then the std over seeds. Under the table, notes
-say how the runs differ from the paper's protocol (settings, data, image count) and why a FID is missing.
+say how the runs differ from the paper's protocol (settings, data, image count), how our implementation of a
+method differs from the paper's (`deviations` of paper_values.yaml) and why a FID is missing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import csv
 import io
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,8 @@ SETTINGS = {"sampler.step_size": "step size", "sampler.eta": "η", "sampler.step
             "sampler.variance": "variance", "physics.noise.kind": "noise", "physics.noise.sigma": "σ",
             "physics.noise.rate": "rate"}  # fmt: skip
 """The settings that split a task into rows (runs differing in one are not pooled), with their labels; the
-task's operator keys of the protocol (`physics.mask`, ...) too, labelled by their last part."""
+runs' other sampler keys and the task's operator keys of the protocol (`physics.mask`, ...) too, labelled by
+their last part."""
 
 FidFn = Callable[[Sequence[Mapping], Mapping], dict]
 """Recomputes FID over rows (each with `dir`, `reconstruction`, `source`) of runs with the given recorded
@@ -58,6 +61,11 @@ class Cell:
 class Row:
     task: str
     label: str
+    """The row's name in the notes: task, method and the settings that tell it from the task's other rows."""
+    method: str = "dps"
+    method_label: str = "DPS"
+    """The method column: the method and those settings, e.g. "DPS (step size 0.3)"."""
+    task_label: str = ""
     images: int = 0
     seeds: int = 0
     step_sizes: list = field(default_factory=list)
@@ -110,10 +118,24 @@ def value_at(config: Mapping, key: str):
     return config
 
 
-def setting_keys(task: str, values: Mapping) -> dict[str, str]:
-    """{dotted key: label} of the settings that split `task` into rows."""
+def method_of(config: Mapping, values: Mapping) -> str:
+    """The method of a run: the key of paper_values.yaml's `methods` whose sampler class the run used, else the
+    class name itself (a sampler the paper has no row for)."""
+    sampler = class_name(config.get("sampler"))
+    return next((m for m, spec in values["methods"].items() if spec["sampler"] == sampler), sampler or "unknown")
+
+
+def method_label(method: str, values: Mapping) -> str:
+    return values["methods"].get(method, {}).get("label", method)
+
+
+def setting_keys(task: str, values: Mapping, runs: Sequence[Mapping] = ()) -> dict[str, str]:
+    """{dotted key: label} of the settings that split `task` into rows: `SETTINGS`, every other sampler key of
+    `runs` (a baseline's iterations, ρ, ...) and the task's operator keys of the protocol."""
+    sampler = sorted({f"sampler.{k}" for run in runs for k in (run["summary"].get("config") or {}).get("sampler") or {}
+                      if not k.startswith("_")} - set(SETTINGS))  # fmt: skip
     physics = [k for k in values["protocol"].get(task, {}) if k.startswith("physics.")]
-    return SETTINGS | {k: k.rsplit(".", 1)[-1] for k in physics}
+    return SETTINGS | {k: k.rsplit(".", 1)[-1] for k in [*sampler, *physics]}
 
 
 def settings_of(run: Mapping, keys: Sequence[str]) -> tuple:
@@ -217,16 +239,18 @@ def completeness_notes(label: str, runs: Sequence[Mapping], notes: Notes) -> Non
         notes.add(label, gap)
 
 
-def protocol_of(task: str, values: Mapping, spec: Mapping) -> dict:
-    """The settings the paper's number of `task` on the data set `spec` was measured under."""
+def protocol_of(task: str, method: str, values: Mapping, spec: Mapping) -> dict:
+    """The settings the paper's number of `method` on `task` of the data set `spec` was measured under."""
     protocol = values["protocol"]
-    return {**protocol["common"], **spec.get("protocol", {}), **protocol.get(task, {})}
+    methods = protocol.get("methods", {}).get(method, {})
+    return {**protocol["common"], **methods, **spec.get("protocol", {}), **protocol.get(task, {})}
 
 
-def differences(label: str, runs: Sequence[Mapping], task: str, values: Mapping, spec: Mapping, notes: Notes) -> None:
+def differences(label: str, runs: Sequence[Mapping], task: str, method: str, values: Mapping, spec: Mapping,
+                notes: Notes) -> None:  # fmt: skip
     """Note how a row's runs differ from the paper's protocol: settings, a metric's settings (for the runs
     that score it) and the number of images."""
-    protocol_notes(label, runs, protocol_of(task, values, spec), notes)
+    protocol_notes(label, runs, protocol_of(task, method, values, spec), notes)
     for metric, expected in values["protocol"].get("metrics", {}).items():
         protocol_notes(label, [run for run in runs if scores(run, metric)], expected, notes)
     images = len({r["source"] for run in runs for r in run["rows"]})
@@ -235,19 +259,24 @@ def differences(label: str, runs: Sequence[Mapping], task: str, values: Mapping,
     completeness_notes(label, runs, notes)
 
 
-def task_row(task: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping, fid: FidFn | None, notes: Notes,
-             label: str | None = None) -> Row:  # fmt: skip
-    """One table row of the data set `spec`: the task's runs (of one sampler setting) pooled, see the module
-    docstring. `label` names the row, in the table and in the notes (default: the task's)."""
+def task_row(task: str, method: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping, fid: FidFn | None,
+             notes: Notes, setting: str = "") -> Row:  # fmt: skip
+    """One table row of the data set `spec`: the runs of `method` on `task` (of one setting) pooled, see the module
+    docstring. `setting` tells the row from the task's other rows of the method, e.g. " (step size 0.3)"."""
     metrics = values["metrics"]
-    paper = spec["values"].get(task) or {}
-    label = label or values["tasks"][task]["label"]
-    row = Row(task, label, cells={m: Cell(paper=paper.get(m)) for m in metrics})
+    paper = (spec["values"].get(task) or {}).get(method) or {}
+    shown = method_label(method, values) + setting
+    label = f"{values['tasks'][task]['label']}, {shown}"
+    row = Row(
+        task, label, method, shown, values["tasks"][task]["label"], cells={m: Cell(paper=paper.get(m)) for m in metrics}
+    )
     if not runs:
         return row
     runs = [{**run, "rows": [{**r, "dir": run["dir"]} for r in run["rows"]]} for run in runs]
     ok = [r for run in runs for r in run["rows"] if r.get("status") == "ok"]
-    row.step_sizes = sorted({run["params"].get("sampler.step_size") for run in runs}, key=str)
+    step_sizes = {run["params"].get("sampler.step_size", value_at(run["summary"].get("config") or {},
+                                                                  "sampler.step_size")) for run in runs}  # fmt: skip
+    row.step_sizes = sorted(step_sizes, key=str)
     best = values.get("best_of", {}).get(task)
     if best:
         best = {**best, "better": metrics[best["by"]]["better"]}
@@ -267,40 +296,58 @@ def task_row(task: str, runs: Sequence[Mapping], values: Mapping, spec: Mapping,
             why = "left blank: the runs did not ask for it (fid is not in their metrics.names)"
             notes.add(label, why, prefix="FID of ")
         row.cells[m].paper = paper.get(m)
-    differences(label, runs, task, values, spec, notes)
+    differences(label, runs, task, method, values, spec, notes)
     return row
 
 
-def row_label(task_label: str, keys: Mapping[str, str], setting: tuple, varying: Sequence[str]) -> str | None:
-    """A row's name when its task has several settings: the task's and the settings that vary, e.g.
-    "SR ×4 (step size 0.3, η 0.5)"; None when the task has one setting."""
+def setting_label(keys: Mapping[str, str], setting: tuple, varying: Sequence[str]) -> str:
+    """What tells a row from its method's other rows of the task: the settings that vary, e.g.
+    " (step size 0.3, η 0.5)"; empty when the method has one setting for the task."""
     if not varying:
-        return None
+        return ""
     shown = {k: f"{v:g}" if isinstance(v, int | float) else str(v) for k, v in zip(keys, setting, strict=True)}
-    return f"{task_label} ({', '.join(f'{keys[k]} {shown[k]}' for k in varying)})"
+    return f" ({', '.join(f'{keys[k]} {shown[k]}' for k in varying)})"
+
+
+def method_order(found: Iterable[str], values: Mapping) -> list[str]:
+    """The paper's methods in its order, then any other method run, by name."""
+    return [*values["methods"], *sorted(set(found) - set(values["methods"]))]
 
 
 def build(runs: Sequence[Mapping], dataset: str, values: Mapping, fid: FidFn | None = None) -> Table:
-    """The table of `dataset` from collected runs (`dps_exp.analysis.report.collect`): a row for every task the paper
-    reports for it and any other task run on it; a task run with several settings (e.g. the official code's
-    and the paper's step-size convention, several η, another noise level) gets a row per setting. `fid` recomputes FID
-    where no run recorded it (None: leave it blank)."""
+    """The table of `dataset` from collected runs (`dps_exp.analysis.report.collect`): per task (every task the
+    paper reports for it and any other task run on it), a row for every method the paper reports on it and any
+    other method run on it; a method run with several settings (e.g. the official code's and the paper's step-size
+    convention, several η, another noise level) gets a row per setting. `fid` recomputes FID where no run recorded
+    it (None: leave it blank)."""
     spec = values["datasets"][dataset]
-    by_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+    by_row: dict[tuple[str, str], list] = defaultdict(list)
     for run in runs:
-        if task := task_of(run["summary"].get("config", {}), values):
-            by_task[task][settings_of(run, list(setting_keys(task, values)))].append(run)
+        config = run["summary"].get("config", {})
+        if task := task_of(config, values):
+            by_row[task, method_of(config, values)].append(run)
     notes = Notes()
     rows = []
     for task in values["tasks"]:
-        settings = by_task.get(task, {})
-        if task in spec["values"] and not settings:
-            rows.append(task_row(task, [], values, spec, fid, notes))
-        keys = setting_keys(task, values)
-        varying = [k for i, k in enumerate(keys) if len({s[i] for s in settings}) > 1]
-        for setting in sorted(settings, key=lambda s: [(v is None, str(type(v)), 0 if v is None else v) for v in s]):
-            label = row_label(values["tasks"][task]["label"], keys, setting, varying)
-            rows.append(task_row(task, settings[setting], values, spec, fid, notes, label))
+        paper = spec["values"].get(task) or {}
+        for method in method_order({m for t, m in by_row if t == task}, values):
+            found = by_row.get((task, method), [])
+            if method in paper and not found:
+                rows.append(task_row(task, method, [], values, spec, fid, notes))
+            keys = setting_keys(task, values, found)
+            settings: dict[tuple, list] = defaultdict(list)
+            for run in found:
+                settings[settings_of(run, list(keys))].append(run)
+            varying = [k for i, k in enumerate(keys) if len({s[i] for s in settings}) > 1]
+            for setting in sorted(
+                settings, key=lambda s: [(v is None, str(type(v)), 0 if v is None else v) for v in s]
+            ):
+                label = setting_label(keys, setting, varying)
+                rows.append(task_row(task, method, settings[setting], values, spec, fid, notes, label))
+    run_methods = {method for _, method in by_row}
+    for method in method_order(run_methods, values):
+        for deviation in values.get("deviations", {}).get(method, []) if method in run_methods else []:
+            notes.add(method_label(method, values), deviation)
     names = {
         **{m: v["label"] for m, v in values["metrics"].items()},
         **{t: v["label"] for t, v in values["tasks"].items()},
@@ -331,13 +378,13 @@ def _steps(row: Row) -> str:
 
 def to_markdown(table: Table) -> str:
     arrows = {"lower": "↓", "higher": "↑"}
-    head = ["Task", "Images", "Seeds", "Step size"]
+    head = ["Task", "Method", "Images", "Seeds", "Step size"]
     for spec in table.metrics.values():
         head += [f"{spec['label']} {arrows[spec['better']]}", "paper", "Δ"]
-    lines = [f"### DPS on {table.title}: reproduced vs. paper", "", "| " + " | ".join(head) + " |"]
-    lines.append("|---|" + "---:|" * (len(head) - 1))
+    lines = [f"### {table.title}: reproduced vs. paper", "", "| " + " | ".join(head) + " |"]
+    lines.append("|---|---|" + "---:|" * (len(head) - 2))
     for row in table.rows:
-        cells = [row.label, str(row.images), str(row.seeds), _steps(row)]
+        cells = [row.task_label, row.method_label, str(row.images), str(row.seeds), _steps(row)]
         for m, spec in table.metrics.items():
             c, d = row.cells[m], spec["decimals"]
             cells += [_ours(c, d), _num(c.paper, d), _num(c.diff, d, signed=True)]
@@ -355,15 +402,17 @@ def _tex(text: str) -> str:
 def to_latex(table: Table) -> str:
     arrows = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
     k = len(table.metrics)
-    lines = [f"% DPS on {_tex(table.title)}: reproduced vs. paper. Ours: mean $\\pm$ std over images (n).",
-             r"\begin{tabular}{lrrr" + "rrr" * k + "}", r"\toprule"]  # fmt: skip
+    lines = [f"% {_tex(table.title)}: reproduced vs. paper. Ours: mean $\\pm$ std over images (n).",
+             r"\begin{tabular}{llrrr" + "rrr" * k + "}", r"\toprule"]  # fmt: skip
     groups = [rf"\multicolumn{{3}}{{c}}{{{s['label']} {arrows[s['better']]}}}" for s in table.metrics.values()]
-    lines.append(" & & & & " + " & ".join(groups) + r" \\")
-    lines.append(" ".join(rf"\cmidrule(lr){{{5 + 3 * i}-{7 + 3 * i}}}" for i in range(k)))
-    lines.append("Task & Images & Seeds & Step size & " + " & ".join(["ours & paper & $\\Delta$"] * k) + r" \\")
+    lines.append(" & & & & & " + " & ".join(groups) + r" \\")
+    lines.append(" ".join(rf"\cmidrule(lr){{{6 + 3 * i}-{8 + 3 * i}}}" for i in range(k)))
+    lines.append(
+        "Task & Method & Images & Seeds & Step size & " + " & ".join(["ours & paper & $\\Delta$"] * k) + r" \\"
+    )
     lines.append(r"\midrule")
     for row in table.rows:
-        cells = [_tex(row.label), str(row.images), str(row.seeds), _tex(_steps(row))]
+        cells = [_tex(row.task_label), _tex(row.method_label), str(row.images), str(row.seeds), _tex(_steps(row))]
         for m, spec in table.metrics.items():
             c, d = row.cells[m], spec["decimals"]
             diff = _num(c.diff, d, signed=True)
@@ -381,13 +430,14 @@ def to_csv(table: Table) -> str:
     def raw(v):
         return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
-    head = ["dataset", "task", "row", "images", "seeds", "step_size"]  # row: the label, with its setting
+    head = ["dataset", "task", "method", "row", "images", "seeds", "step_size"]  # row: task, method and setting
     head += [f"{m}{suffix}" for m in table.metrics for suffix in ("", "_std", "_n", "_paper", "_diff")]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(head)
     for row in table.rows:
-        cells = [table.dataset, row.task, row.label, row.images, row.seeds, " ".join(raw(v) for v in row.step_sizes)]
+        cells = [table.dataset, row.task, row.method, row.label, row.images, row.seeds]
+        cells.append(" ".join(raw(v) for v in row.step_sizes))
         for m in table.metrics:
             c = row.cells[m]
             cells += [raw(c.mean), raw(c.std), c.n, raw(c.paper), raw(c.diff)]
