@@ -424,12 +424,15 @@ def samplers_main(args, name: str) -> None:
     names = list(SAMPLER_TASKS) if "all" in args.samplers else list(dict.fromkeys(args.samplers))
     rows = []
     for cfg in configurations(args):
-        if cfg["loop"] == "ours":
-            rows += sampler_rows({**cfg, "samplers": names})
-    for r in rows:
-        if args.out:
-            with args.out.open("a") as f:
-                f.write(json.dumps({**r, "device_name": name}) + "\n")
+        if cfg["loop"] == "tutorial":
+            continue
+        for r in sampler_rows({**cfg, "samplers": names}):
+            rows.append(r)
+            print(f"{r['sampler']:9s} batch {r['batch']:2d} {r['precision']}: {r['s_per_sample']:.4f} s per sample, "
+                  f"NFE {r['nfe']}", file=sys.stderr, flush=True)  # fmt: skip
+            if args.out:  # as each finishes, so a run cut short keeps what it measured
+                with args.out.open("a") as f:
+                    f.write(json.dumps({**r, "device_name": name}) + "\n")
     print(sampler_table(rows, name))
 
 

@@ -8,6 +8,7 @@ import itertools
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,16 +29,16 @@ linear solvers, phase retrieval for the alternating projections) and the key `--
 evaluations); None: no network, run at its config's iterations."""
 
 
-def sampler_rows(cfg: dict) -> list[dict]:
+def sampler_rows(cfg: dict) -> Iterator[dict]:
     """Time each sampler of `cfg['samplers']` in this process, one frozen prior for all: a warm-up batch, then
-    the best of `repeats` batches of `batch` random images through the engine (measure, sample, PSNR)."""
+    the best of `repeats` batches of `batch` random images through the engine (measure, sample, PSNR). Yields each
+    sampler's row as it is measured."""
     from bench import engine_batch, frozen_prior, sync  # (bench.py imports this module: not at the top)
 
     from dps_exp.run.cli import compose
 
     torch.set_num_threads(cfg["threads"])
     prior, schedule = frozen_prior(cfg)
-    rows = []
     for name in cfg["samplers"]:
         physics, knob = SAMPLER_TASKS[name]
         task = [f"sampler={name}", f"physics={physics}"]
@@ -55,10 +56,9 @@ def sampler_rows(cfg: dict) -> list[dict]:
         per_sample = min(times) / cfg["batch"]
         # at the config's own step count (NFE scales with it; the rest of a batch's cost is a small constant)
         default = compose(task)["sampler"][knob] * nfe / cfg["steps"] if knob else nfe
-        rows.append({**cfg, "sampler": name, "physics": physics, "knob": knob, "nfe": nfe, "s_per_sample": per_sample,
-                     "s_per_nfe": per_sample / nfe if nfe else None, "default_nfe": default,
-                     "s_per_sample_default": per_sample * default / nfe if nfe else per_sample})  # fmt: skip
-    return rows
+        yield {**cfg, "sampler": name, "physics": physics, "knob": knob, "nfe": nfe, "s_per_sample": per_sample,
+               "s_per_nfe": per_sample / nfe if nfe else None, "default_nfe": default,
+               "s_per_sample_default": per_sample * default / nfe if nfe else per_sample}  # fmt: skip
 
 
 def sampler_table(rows: list[dict], device_name: str) -> str:

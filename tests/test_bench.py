@@ -75,7 +75,7 @@ def test_sampler_table_times_each_sampler_through_the_engine(scripts):
     bench, cases = scripts
     cfg = dict(device="cpu", size=32, steps=2, arch="tiny", threads=1, warmup=0, repeats=1, batch=2, precision="fp32",
                compile=False, channels_last=False, cudnn_benchmark=False, samplers=["dps", "pnp_admm", "admm_tv"])  # fmt: skip
-    rows = cases.sampler_rows(cfg)
+    rows = list(cases.sampler_rows(cfg))
     assert [(r["sampler"], r["nfe"], r["default_nfe"]) for r in rows] == [("dps", 2, 1000), ("pnp_admm", 2, 10),
                                                                           ("admm_tv", 0, 0)]  # fmt: skip
     assert all(r["s_per_sample"] > 0 for r in rows) and rows[0]["s_per_nfe"] == rows[0]["s_per_sample"] / 2
