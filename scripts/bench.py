@@ -20,6 +20,22 @@ with `denoiser=random_adm` (random weights: timing only):
 
     python scripts/bench.py --sweep 4 1 --size 64 --steps 5                              # CPU here
     python scripts/bench.py --sweep 16 1 --device cuda --size 256 --steps 100
+
+Two more cases live in scripts/bench_cases.py. `--samplers` times every sampler (or the ones named) on a task it
+supports, through the engine, in this process with one network for all: seconds per sample and per network
+evaluation, NFE (`--steps` sets the steps of the samplers that call the network; the others run their config):
+
+    python scripts/bench.py --samplers all --arch ffhq --size 64 --batch 1 4 --precision fp32 --threads 1   # CPU
+    python scripts/bench.py --samplers all --device cuda --size 256 --batch 1 16 --precision fp32
+
+`--continuous N` runs sampler.steps=50,100,250,500,1000 (`--chain-steps`, divided by `--scale`) × η 0.5, 1 on N
+of the bundled images three ways (continuous batching, packed per step count, sequential), each way's jobs in this
+process as a multirun, and checks that the three record the same rows:
+
+    python scripts/bench.py --continuous 2 --denoiser natural32 --size 32 --scale 10 --threads 1    # CPU here
+    python scripts/bench.py --continuous 1 --device cuda --size 256 --scale 5
+
+On a shared CPU give `--threads 1`: two threads waiting on each other under others' load ran a step 10-30× slower.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check and timing of dps-exp in one call of at most BUDGET seconds (470: 8 minutes with set-up).
+# Every GPU check and timing of dps-exp in calls of at most BUDGET seconds (470: 8 minutes with set-up); all the
+# sections take two calls: the default, then SECTIONS="continuous samplers" (a section that does not fit is skipped).
 #   here:    bash scripts/fetch_gpu_wheels.sh
 #   device:  run(command='bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=560)
 # Prints the figures and appends each, as soon as it is measured, to $OUT/gpu_check.md (raw JSON lines beside it).
@@ -200,9 +201,10 @@ section sweep 150 && { timeout "$(limit 240)" "$PY" scripts/bench.py --sweep "$S
 # The heterogeneous sweep (FFHQ UNet, random weights; the run's auto batch and precision), three ways.
 section continuous 120 && { timeout "$(limit 240)" "$PY" scripts/bench.py --continuous "$CONT_IMAGES" --scale "$CONT_SCALE" \
   --denoiser "$CONT_DENOISER" --device "$DEVICE" --size "$SIZE" 2>>"$OUT/log.txt" | say || failed+=(continuous); }
-# Every sampler on a task it supports, one process, one network for all.
+# Every sampler on a task it supports, one process, one network for all; eager contiguous fp32 (what auto runs on
+# CUDA today: channels_last is slower eager there).
 section samplers 60 && { timeout "$(limit 120)" "${bench[@]}" --arch "$ARCH" --tutorial-batch --samplers all \
-  --batch $SAMPLER_BATCH --precision fp32 --warmup 1 --out "$OUT/samplers.jsonl" 2>>"$OUT/log.txt" | say \
+  --batch $SAMPLER_BATCH --precision fp32 --channels-last off --warmup 1 --out "$OUT/samplers.jsonl" 2>>"$OUT/log.txt" | say \
   || failed+=(samplers); }
 echo "gpu_check: done in $SECONDS s (budget $BUDGET s); sections: $SECTIONS" | say
 if ((${#failed[@]})); then
