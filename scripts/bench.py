@@ -344,7 +344,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["on", "off"])
     parser.add_argument("--steps", type=positive, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, help="append JSON lines here")
     parser.add_argument("--sweep", type=int, nargs=2, metavar=("K", "N"), help="time a K-point sweep over N images")

@@ -59,6 +59,7 @@ def test_bad_benchmark_arguments_stop_before_any_timing(scripts, capsys):
     for args, message in [(["--steps", "0"], "argument --steps: '0': a whole number, at least 1"),
                           (["--size", "30"], "--size 30: the UNet halves the image 5 times"),
                           (["--batch", "0"], "argument --batch: '0': a whole number, at least 1"),
+                          (["--repeats", "0"], "argument --repeats: '0': a whole number, at least 1"),
                           (["--samplers", "dpss"], "argument --samplers: invalid choice: 'dpss'"),
                           (["--continuous", "5"], "--continuous 5: the bundled images are 4"),
                           (["--continuous", "1", "--scale", "0"], "--scale 0.0: a positive factor"),
