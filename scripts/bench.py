@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_cases import SAMPLER_TASKS, continuous_bench, sampler_rows, sampler_table
+from bench_cases import SAMPLER_TASKS, continuous_bench, samplers_main, sweep_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -278,51 +278,6 @@ def table(results: list[dict], device_name: str) -> str:
     return "\n".join(lines)
 
 
-def sweep_grid(k: int) -> tuple[list[float], list[float]]:
-    """η and step-size values whose grid has k points (as square as possible)."""
-    a = max(d for d in range(1, int(k**0.5) + 1) if k % d == 0)
-    etas = [round(0.25 + 0.75 * i / max(a - 1, 1), 3) for i in range(a)]
-    sizes = [round(0.3 * 2**i, 3) for i in range(k // a)]
-    return etas, sizes
-
-
-def sweep_bench(args) -> str:
-    """Wall time of a K-point sweep over N images, vectorized against sequential, through the CLI."""
-    import tempfile
-
-    k, n = args.sweep
-    etas, sizes = sweep_grid(k)
-    common = [
-        "denoiser=random_adm", f"denoiser.architecture={args.arch}", "data.limit=null" if n > 4 else f"data.limit={n}",
-        f"data.size={args.size}", f"data.batch_size={k * n}", f"sampler.steps={args.steps}", "logger=none",
-        "progress=false", f"device={args.device}", f"precision={args.precision[-1]}",
-        f"sampler.eta={','.join(map(str, etas))}", f"sampler.step_size={','.join(map(str, sizes))}",
-    ]  # fmt: skip
-    times, sampling = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("true", "false"):
-            cmd = [sys.executable, "-m", "dps_exp.run", "-m", *common, f"hydra.sweeper.vectorize={mode}",
-                   f"hydra.sweep.dir={tmp}/{mode}"]  # fmt: skip
-            tic = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            times[mode] = time.perf_counter() - tic
-            if proc.returncode != 0:
-                raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
-            # Each row holds its share of its batch's measure + sample + score time: their sum is the sweep's
-            # time in the loop, without start-up (imports, network build, first-step kernel selection).
-            rows = [json.loads(line) for f in Path(tmp, mode).rglob("results.jsonl") for line in f.read_text().splitlines()]  # fmt: skip
-            sampling[mode] = sum(r["seconds"] for r in rows)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    return (
-        f"Device: {name}. Sweep of {k} points (η {etas} × step size {sizes}) × {n} image(s), "
-        f"{args.size}×{args.size}, {args.steps} steps, {args.arch} UNet with random weights, {args.precision[-1]}.\n\n"
-        "| sweep | jobs | wall time (s) | × sequential | sampling (s) | × sequential |\n|---|---|---|---|---|---|\n"
-        f"| sequential | {k} | {times['false']:.1f} | 1.00 | {sampling['false']:.1f} | 1.00 |\n"
-        f"| vectorized | 1 | {times['true']:.1f} | {times['false'] / times['true']:.2f} | {sampling['true']:.1f} "
-        f"| {sampling['false'] / sampling['true']:.2f} |"
-    )
-
-
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1")
@@ -433,23 +388,6 @@ def main() -> None:
         print(table(results, name))
     if failed:
         sys.exit(f"error: {failed} configuration(s) failed (their errors are above)")
-
-
-def samplers_main(args, name: str) -> None:
-    """The sampler table: each option combination builds the prior once and times every sampler with it."""
-    names = list(SAMPLER_TASKS) if "all" in args.samplers else list(dict.fromkeys(args.samplers))
-    rows = []
-    for cfg in configurations(args):
-        if cfg["loop"] == "tutorial":
-            continue
-        for r in sampler_rows({**cfg, "samplers": names}):
-            rows.append(r)
-            print(f"{r['sampler']:9s} batch {r['batch']:2d} {r['precision']}: {r['s_per_sample']:.4f} s per sample, "
-                  f"NFE {r['nfe']}", file=sys.stderr, flush=True)  # fmt: skip
-            if args.out:  # as each finishes, so a run cut short keeps what it measured
-                with args.out.open("a") as f:
-                    f.write(json.dumps({**r, "device_name": name}) + "\n")
-    print(sampler_table(rows, name))
 
 
 def cpu_name() -> str:

@@ -1,11 +1,14 @@
-"""Two cases of scripts/bench.py: every sampler's cost per sample (`--samplers`) and a sweep over step counts run
-three ways (`--continuous`). Both go through the run's own code (the Engine; the Run), so their figures are what
+"""The cases of scripts/bench.py beside the step benchmark: every sampler's cost per sample (`--samplers`), a sweep
+of η × step size vectorized against sequential (`--sweep`) and a sweep over step counts run three ways
+(`--continuous`). All go through the run's own code (the Engine; the Run; the CLI), so their figures are what
 `python -m dps_exp.run` spends."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +30,25 @@ SAMPLER_TASKS = {
 """Each sampler's task (one it supports: the paper's inpainting for the DPS family, super-resolution ×4 for the
 linear solvers, phase retrieval for the alternating projections) and the key `--steps` sets (its network
 evaluations); None: no network, run at its config's iterations."""
+
+
+def samplers_main(args, name: str) -> None:
+    """The sampler table: each option combination builds the prior once and times every sampler with it."""
+    from bench import configurations
+
+    names = list(SAMPLER_TASKS) if "all" in args.samplers else list(dict.fromkeys(args.samplers))
+    rows = []
+    for cfg in configurations(args):
+        if cfg["loop"] == "tutorial":
+            continue
+        for r in sampler_rows({**cfg, "samplers": names}):
+            rows.append(r)
+            print(f"{r['sampler']:9s} batch {r['batch']:2d} {r['precision']}: {r['s_per_sample']:.4f} s per sample, "
+                  f"NFE {r['nfe']}", file=sys.stderr, flush=True)  # fmt: skip
+            if args.out:  # as each finishes, so a run cut short keeps what it measured
+                with args.out.open("a") as f:
+                    f.write(json.dumps({**r, "device_name": name}) + "\n")
+    print(sampler_table(rows, name))
 
 
 def sampler_rows(cfg: dict) -> Iterator[dict]:
@@ -80,6 +102,51 @@ def sampler_table(rows: list[dict], device_name: str) -> str:
             f"| {r['s_per_sample']:.4f} | {per_nfe} | {r['default_nfe']:.0f} | {r['s_per_sample_default']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def sweep_grid(k: int) -> tuple[list[float], list[float]]:
+    """η and step-size values whose grid has k points (as square as possible)."""
+    a = max(d for d in range(1, int(k**0.5) + 1) if k % d == 0)
+    etas = [round(0.25 + 0.75 * i / max(a - 1, 1), 3) for i in range(a)]
+    sizes = [round(0.3 * 2**i, 3) for i in range(k // a)]
+    return etas, sizes
+
+
+def sweep_bench(args) -> str:
+    """Wall time of a K-point sweep over N images, vectorized against sequential, through the CLI."""
+    from bench import ROOT, cpu_name
+
+    k, n = args.sweep
+    etas, sizes = sweep_grid(k)
+    common = [
+        "denoiser=random_adm", f"denoiser.architecture={args.arch}", "data.limit=null" if n > 4 else f"data.limit={n}",
+        f"data.size={args.size}", f"data.batch_size={k * n}", f"sampler.steps={args.steps}", "logger=none",
+        "progress=false", f"device={args.device}", f"precision={args.precision[-1]}",
+        f"sampler.eta={','.join(map(str, etas))}", f"sampler.step_size={','.join(map(str, sizes))}",
+    ]  # fmt: skip
+    times, sampling = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("true", "false"):
+            cmd = [sys.executable, "-m", "dps_exp.run", "-m", *common, f"hydra.sweeper.vectorize={mode}",
+                   f"hydra.sweep.dir={tmp}/{mode}"]  # fmt: skip
+            tic = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            times[mode] = time.perf_counter() - tic
+            if proc.returncode != 0:
+                raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
+            # Each row holds its share of its batch's measure + sample + score time: their sum is the sweep's
+            # time in the loop, without start-up (imports, network build, first-step kernel selection).
+            rows = [json.loads(line) for f in Path(tmp, mode).rglob("results.jsonl") for line in f.read_text().splitlines()]  # fmt: skip
+            sampling[mode] = sum(r["seconds"] for r in rows)
+    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    return (
+        f"Device: {name}. Sweep of {k} points (η {etas} × step size {sizes}) × {n} image(s), "
+        f"{args.size}×{args.size}, {args.steps} steps, {args.arch} UNet with random weights, {args.precision[-1]}.\n\n"
+        "| sweep | jobs | wall time (s) | × sequential | sampling (s) | × sequential |\n|---|---|---|---|---|---|\n"
+        f"| sequential | {k} | {times['false']:.1f} | 1.00 | {sampling['false']:.1f} | 1.00 |\n"
+        f"| vectorized | 1 | {times['true']:.1f} | {times['false'] / times['true']:.2f} | {sampling['true']:.1f} "
+        f"| {sampling['false'] / sampling['true']:.2f} |"
+    )
 
 
 ETAS = (0.5, 1.0)
