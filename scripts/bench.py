@@ -20,6 +20,22 @@ with `denoiser=random_adm` (random weights: timing only):
 
     python scripts/bench.py --sweep 4 1 --size 64 --steps 5                              # CPU here
     python scripts/bench.py --sweep 16 1 --device cuda --size 256 --steps 100
+
+Two more cases live in scripts/bench_cases.py. `--samplers` times every sampler (or the ones named) on a task it
+supports, through the engine, in this process with one network for all: seconds per sample and per network
+evaluation, NFE (`--steps` sets the steps of the samplers that call the network; the others run their config):
+
+    python scripts/bench.py --samplers all --arch ffhq --size 64 --batch 1 4 --precision fp32 --threads 1   # CPU
+    python scripts/bench.py --samplers all --device cuda --size 256 --batch 1 16 --precision fp32
+
+`--continuous N` runs sampler.steps=50,100,250,500,1000 (`--chain-steps`, divided by `--scale`) × η 0.5, 1 on N
+of the bundled images three ways (continuous batching, packed per step count, sequential), each way's jobs in this
+process as a multirun, and checks that the three record the same rows:
+
+    python scripts/bench.py --continuous 2 --denoiser natural32 --size 32 --scale 10 --threads 1    # CPU here
+    python scripts/bench.py --continuous 1 --device cuda --size 256 --scale 5
+
+On a shared CPU give `--threads 1`: two threads waiting on each other under others' load ran a step 10-30× slower.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_cases import SAMPLER_TASKS, continuous_bench, samplers_main, sweep_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,10 +126,10 @@ def tutorial_steps(model, batch: int, size: int, steps: int, device: str) -> Non
         xs.append(xt_next.to("cpu"))
 
 
-def our_steps(prior, schedule, cfg: dict, steps: int):
-    """The product's loop: a function that runs one batch of random images through the run's engine (measure,
-    `steps` DPS steps, DDIM η=1 as the tutorial, PSNR) on random inpainting keeping 10% (the tutorial's). Its
-    config is composed as the CLI composes it, here, outside the timed region."""
+def engine_batch(prior, schedule, cfg: dict, overrides: list[str]):
+    """A function that runs one batch of `cfg['batch']` random images through the run's engine (measure, sample,
+    PSNR) with the config these `overrides` compose, as the CLI composes it (here, outside the timed region);
+    it returns the engine's `BatchResult`."""
     from dps_exp.config import build
     from dps_exp.run.cli import compose
     from dps_exp.run.engine import Batch, Engine
@@ -120,43 +137,56 @@ def our_steps(prior, schedule, cfg: dict, steps: int):
     from dps_exp.run.settings import per_sample_of
 
     spec = compose([
-        "physics=inpaint_random", "physics.mask=0.1", f"sampler.steps={steps}", "metrics.names=[psnr]",
-        "denoiser=random_adm", f"denoiser.architecture={cfg['arch']}", f"data.size={cfg['size']}",
+        *overrides, "metrics.names=[psnr]", "denoiser=random_adm", f"data.size={cfg['size']}",
         f"data.batch_size={cfg['batch']}", f"device={cfg['device']}", f"precision={cfg['precision']}",
         f"compile={cfg['compile']}", f"channels_last={cfg['channels_last']}", "logger=none", "progress=false",
     ])  # fmt: skip
     engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device(cfg["device"]))
     batch = cfg["batch"]
     values = {k: [v] * batch for k, v in expand(spec, per_sample_of(spec))[0].items()}
+    engine.check((3, cfg["size"], cfg["size"]), {k: v[0] for k, v in values.items()})
 
-    def one_batch() -> None:
-        engine(Batch(torch.rand(batch, 3, cfg["size"], cfg["size"]), values, range(batch), [0] * batch))
+    def one_batch():
+        return engine(Batch(torch.rand(batch, 3, cfg["size"], cfg["size"]), values, range(batch), [0] * batch))
 
     return one_batch
 
 
-def run_one(cfg: dict) -> dict:
-    """Time one configuration in this process."""
+def our_steps(prior, schedule, cfg: dict, steps: int):
+    """The product's loop: one batch through the run's engine, `steps` DPS steps (DDIM η=1 as the tutorial) on
+    random inpainting keeping 10% (the tutorial's)."""
+    return engine_batch(prior, schedule, cfg, ["physics=inpaint_random", "physics.mask=0.1", f"sampler.steps={steps}"])
+
+
+def frozen_prior(cfg: dict):
+    """The schedule and the benchmark's network (`build_models`) as a frozen prior with `cfg`'s speed options."""
     from dps_exp.denoisers.base import NetworkDenoiser
     from dps_exp.schedule import LinearSchedule
 
+    torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]  # time cuDNN's algorithms once per shape, keep the best
+    _, net = build_models(cfg["arch"], cfg["device"])
+    schedule = LinearSchedule().to(cfg["device"])
+
+    class Prior(NetworkDenoiser):
+        learned_variance = True
+
+    prior = Prior(schedule, net).to(cfg["device"]).eval().requires_grad_(False)
+    prior.accelerate(cfg["precision"], cfg["compile"], cfg["channels_last"])
+    return prior, schedule
+
+
+def run_one(cfg: dict) -> dict:
+    """Time one configuration in this process."""
     device, batch, size, steps = cfg["device"], cfg["batch"], cfg["size"], cfg["steps"]
     torch.set_num_threads(cfg["threads"])
-    torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]  # time cuDNN's algorithms once per shape, keep the best
-    ref, net = build_models(cfg["arch"], device)
     if cfg["loop"] == "tutorial":
+        ref, _ = build_models(cfg["arch"], device)
 
         def go(n):
             tutorial_steps(ref, batch, size, n, device)
 
     else:
-        schedule = LinearSchedule().to(device)
-
-        class Prior(NetworkDenoiser):
-            learned_variance = True
-
-        prior = Prior(schedule, net).to(device).eval().requires_grad_(False)
-        prior.accelerate(cfg["precision"], cfg["compile"], cfg["channels_last"])
+        prior, schedule = frozen_prior(cfg)
         loops = {n: our_steps(prior, schedule, cfg, n) for n in {cfg["warmup"], steps} if n > 0}  # n-step runs
 
         def go(n):
@@ -248,92 +278,97 @@ def table(results: list[dict], device_name: str) -> str:
     return "\n".join(lines)
 
 
-def sweep_grid(k: int) -> tuple[list[float], list[float]]:
-    """η and step-size values whose grid has k points (as square as possible)."""
-    a = max(d for d in range(1, int(k**0.5) + 1) if k % d == 0)
-    etas = [round(0.25 + 0.75 * i / max(a - 1, 1), 3) for i in range(a)]
-    sizes = [round(0.3 * 2**i, 3) for i in range(k // a)]
-    return etas, sizes
-
-
-def sweep_bench(args) -> str:
-    """Wall time of a K-point sweep over N images, vectorized against sequential, through the CLI."""
-    import tempfile
-
-    k, n = args.sweep
-    etas, sizes = sweep_grid(k)
-    common = [
-        "denoiser=random_adm", f"denoiser.architecture={args.arch}", "data.limit=null" if n > 4 else f"data.limit={n}",
-        f"data.size={args.size}", f"data.batch_size={k * n}", f"sampler.steps={args.steps}", "logger=none",
-        "progress=false", f"device={args.device}", f"precision={args.precision[-1]}",
-        f"sampler.eta={','.join(map(str, etas))}", f"sampler.step_size={','.join(map(str, sizes))}",
-    ]  # fmt: skip
-    times, sampling = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("true", "false"):
-            cmd = [sys.executable, "-m", "dps_exp.run", "-m", *common, f"hydra.sweeper.vectorize={mode}",
-                   f"hydra.sweep.dir={tmp}/{mode}"]  # fmt: skip
-            tic = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            times[mode] = time.perf_counter() - tic
-            if proc.returncode != 0:
-                raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
-            # Each row holds its share of its batch's measure + sample + score time: their sum is the sweep's
-            # time in the loop, without start-up (imports, network build, first-step kernel selection).
-            rows = [json.loads(line) for f in Path(tmp, mode).rglob("results.jsonl") for line in f.read_text().splitlines()]  # fmt: skip
-            sampling[mode] = sum(r["seconds"] for r in rows)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    return (
-        f"Device: {name}. Sweep of {k} points (η {etas} × step size {sizes}) × {n} image(s), "
-        f"{args.size}×{args.size}, {args.steps} steps, {args.arch} UNet with random weights, {args.precision[-1]}.\n\n"
-        "| sweep | jobs | wall time (s) | × sequential | sampling (s) | × sequential |\n|---|---|---|---|---|---|\n"
-        f"| sequential | {k} | {times['false']:.1f} | 1.00 | {sampling['false']:.1f} | 1.00 |\n"
-        f"| vectorized | 1 | {times['true']:.1f} | {times['false'] / times['true']:.2f} | {sampling['true']:.1f} "
-        f"| {sampling['false'] / sampling['true']:.2f} |"
-    )
-
-
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1")
     return int(text)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--arch", default="ffhq", choices=["ffhq", "imagenet", "tiny"])
     parser.add_argument("--size", type=positive, default=64, help="image side, a multiple of 32 (the UNet's)")
     parser.add_argument("--batch", type=positive, nargs="+", default=[1, 4])
     parser.add_argument("--tutorial-batch", type=positive, nargs="*", default=[1], help="none: no tutorial row")
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument(
+        "--precision", nargs="+", choices=["fp32", "bf16"], help="default: fp32 and bf16 (--continuous: the run's auto)"
+    )
     parser.add_argument("--compile", nargs="+", default=["off"], choices=list(COMPILE))
     parser.add_argument("--channels-last", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--cudnn-benchmark", nargs="+", default=["off"], choices=["on", "off"])
     parser.add_argument("--steps", type=positive, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, help="append JSON lines here")
     parser.add_argument("--sweep", type=int, nargs=2, metavar=("K", "N"), help="time a K-point sweep over N images")
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        choices=[*SAMPLER_TASKS, "all"],
+        help="time these samplers (all: every one) on a task each supports, in this process",
+    )
+    parser.add_argument("--continuous", type=positive, metavar="N",
+                        help="time a sweep over step counts × 2 η on N of the bundled images (1-4) three ways: "
+                             "continuous batching, packed per step count, sequential")  # fmt: skip
+    parser.add_argument(
+        "--chain-steps",
+        type=positive,
+        nargs="+",
+        default=[50, 100, 250, 500, 1000],
+        help="--continuous: the sweep's sampler.steps values",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="--continuous: divide the step counts by this")
+    parser.add_argument(
+        "--denoiser",
+        choices=["random_adm", "natural32"],
+        default="random_adm",
+        help="--continuous: random_adm (--arch ffhq or imagenet) or the bundled natural32 prior",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one JSON config, print the result
-    args = parser.parse_args()
+    return parser
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with one line (exit 2) on arguments that cannot run, before any timing."""
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA GPU here (use --device cpu)")
     if args.size % 32:
         parser.error(f"--size {args.size}: the UNet halves the image 5 times, so the size must be a multiple of 32")
-    if args.arch == "tiny" and args.tutorial_batch and not args.sweep:
+    if args.arch == "tiny" and args.tutorial_batch and not (args.sweep or args.samplers or args.continuous):
         parser.error("--arch tiny has no tutorial counterpart: give --tutorial-batch no value")
-    if args.arch == "tiny" and args.sweep:
-        parser.error("--sweep runs denoiser=random_adm: --arch ffhq or imagenet")
+    if args.arch == "tiny" and (args.sweep or (args.continuous and args.denoiser == "random_adm")):
+        parser.error(
+            "--sweep and --continuous run denoiser=random_adm: --arch ffhq or imagenet (or --denoiser natural32)"
+        )
+    if args.continuous and args.continuous > 4:
+        parser.error(f"--continuous {args.continuous}: the bundled images are 4")
+    if args.scale <= 0:
+        parser.error(f"--scale {args.scale}: a positive factor")
+    if sum(map(bool, (args.sweep, args.samplers, args.continuous))) > 1:
+        parser.error("--sweep, --samplers and --continuous are separate cases: give one")
 
+
+def main() -> None:
+    parser = arguments()
+    args = parser.parse_args()
+    check(parser, args)
+    torch.set_num_threads(args.threads)  # the cases run here use it; the device's name says it
+    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    if args.continuous:
+        print(continuous_bench(args, name))
+        return
+    args.precision = args.precision or ["fp32", "bf16"]
     if args.sweep:
         print(sweep_bench(args))
+        return
+    if args.samplers:
+        samplers_main(args, name)
         return
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return
-    name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     results, failed = [], 0
     for cfg in configurations(args):
         proc = subprocess.run(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check and timing of dps-exp in one call of at most BUDGET seconds (470: 8 minutes with set-up).
+# Every GPU check and timing of dps-exp in calls of at most BUDGET seconds (470: 8 minutes with set-up); all the
+# sections take two calls: the default, then SECTIONS="continuous samplers" (a section that does not fit is skipped).
 #   here:    bash scripts/fetch_gpu_wheels.sh
 #   device:  run(command='bash scripts/gpu_check.sh', carry=[".whl"], timeout_s=560)
 # Prints the figures and appends each, as soon as it is measured, to $OUT/gpu_check.md (raw JSON lines beside it).
@@ -12,15 +13,21 @@
 #   graphs   batch-1 CUDA graphs (compile=graphs), cold then from the cache
 #   paper    experiment=paper/ffhq_sr4 denoiser=random_adm, 4 images, through the CLI with the auto settings
 #   sweep    a 16-point sweep at 100 steps through the CLI, vectorized against sequential, wall and in-loop
+#   continuous  sampler.steps=50,100,250,500,1000 (divided by CONT_SCALE) × 2 η, run three ways: continuous
+#            batching, packed per steps value, sequential; the same rows from each (bench.py --continuous)
+#   samplers every sampler's seconds per sample and per network evaluation on a task it supports (--samplers all)
 # The cold compilations run in the background while sync and bf16 (results, not timings) run; the timed sections
 # start once they are done. A section that would not finish within the budget is skipped, saying so.
-# The CPU dry run of every section at toy sizes, compilation disabled (tests/test_gpu_check.py):
+# The CPU dry run of every section at toy sizes, compilation disabled (a few minutes on a shared 2-core machine):
 #   DEVICE=cpu bash scripts/gpu_check.sh
+# PY (default python3) runs every Python step: tests/test_gpu_check.py sets it to a recorder and checks what each
+# section would run (arguments, configs, its Python) in seconds.
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the figures mean nothing)
   SIZE=${SIZE:-32} STEPS=${STEPS:-1} ARCH=${ARCH:-tiny} COMPILE_BATCH=${COMPILE_BATCH:-2} SWEEP=${SWEEP:-2}
   SWEEP_STEPS=${SWEEP_STEPS:-2} DEMO_STEPS=${DEMO_STEPS:-2} SYNC_STEPS=${SYNC_STEPS:-2} PAPER_STEPS=${PAPER_STEPS:-2}
+  CONT_SCALE=${CONT_SCALE:-100} CONT_DENOISER=${CONT_DENOISER:-natural32} SAMPLER_BATCH=${SAMPLER_BATCH:-1}
   BUDGET=${BUDGET:-3600} SLOW=${SLOW:-10}  # a shared 2-core CPU compiles and starts processes slowly
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: threads waiting on each other under load
   # torch.compile runs as eager here (the sections' plumbing is what a dry run checks; compiling on a CPU is tested
@@ -29,9 +36,12 @@ if [[ $DEVICE == cpu ]]; then  # the dry run: toy sizes, the plumbing only (the 
 else
   SIZE=${SIZE:-256} STEPS=${STEPS:-5} ARCH=${ARCH:-ffhq} COMPILE_BATCH=${COMPILE_BATCH:-32} SWEEP=${SWEEP:-16}
   SWEEP_STEPS=${SWEEP_STEPS:-100} DEMO_STEPS=${DEMO_STEPS:-300} SYNC_STEPS=${SYNC_STEPS:-20} PAPER_STEPS=${PAPER_STEPS:-250}
+  # the heterogeneous sweep's steps ÷ 5 (10-200: about 100 s for its three ways; CONT_SCALE=1, the sweep as
+  # written, about 5 minutes: SECTIONS=continuous alone); the samplers at batch 1 and 16
+  CONT_SCALE=${CONT_SCALE:-5} CONT_DENOISER=${CONT_DENOISER:-random_adm} SAMPLER_BATCH=${SAMPLER_BATCH:-1 16}
 fi
-OUT=${OUT:-gpu_out} BUDGET=${BUDGET:-470} SLOW=${SLOW:-1}
-SECTIONS=${SECTIONS:-sync bf16 layout compile graphs paper sweep}
+OUT=${OUT:-gpu_out} BUDGET=${BUDGET:-470} SLOW=${SLOW:-1} PY=${PY:-python3} CONT_IMAGES=${CONT_IMAGES:-1}
+SECTIONS=${SECTIONS:-sync bf16 layout compile graphs paper sweep continuous samplers}
 export DEVICE SIZE SYNC_STEPS DEMO_STEPS
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
@@ -61,11 +71,11 @@ export TORCHINDUCTOR_CACHE_DIR=$DPS_CACHE/compile
 if [[ $DEVICE == cuda ]]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | say
 else
-  echo "dry run on the CPU: $(python3 -c 'import platform; print(platform.processor() or platform.machine())')" | say
+  echo "dry run on the CPU: $("$PY" -c 'import platform; print(platform.processor() or platform.machine())')" | say
 fi
-python3 -c 'import torch; print(f"torch {torch.__version__}")' | say
+"$PY" -c 'import torch; print(f"torch {torch.__version__}")' | say
 
-bench=(python3 scripts/bench.py --device "$DEVICE" --size "$SIZE" --steps "$STEPS" --repeats 2)
+bench=("$PY" scripts/bench.py --device "$DEVICE" --size "$SIZE" --steps "$STEPS" --repeats 2)
 ours=(--arch "$ARCH" --tutorial-batch --precision bf16 --channels-last on)
 # Cold compilations, in the background: each bench process's warm-up (2 steps) includes its compilation.
 cold=()
@@ -78,7 +88,7 @@ if want graphs; then
     --out "$OUT/cold.jsonl" >/dev/null 2>>"$OUT/log.txt" & cold+=($!)
 fi
 
-section sync 40 && { timeout "$(limit 60)" python3 - <<'PY' 2>&1 | say || failed+=(sync); }
+section sync 40 && { timeout "$(limit 60)" "$PY" - <<'PY' 2>&1 | say || failed+=(sync); }
 # The sampler on the device: finite, batch invariant, and no host sync inside the loop: set_sync_debug_mode("error")
 # turns any sync into an exception. It is switched on by the first step's callback, so the set-up before the
 # loop (tables computed once, copied to the device) is not counted.
@@ -110,7 +120,7 @@ print(f"finite: {bool(torch.isfinite(together.x).all())}, diverged: {together.di
 print(f"batch invariance on {dev}, max |Δ| = {(together.x[2] - alone.x[0]).abs().max().item():.2e}")
 PY
 
-section bf16 60 && { timeout "$(limit 90)" python3 - "$OUT/bf16.json" <<'PY' 2>>"$OUT/log.txt" | say || failed+=(bf16); }
+section bf16 60 && { timeout "$(limit 90)" "$PY" - "$OUT/bf16.json" <<'PY' 2>>"$OUT/log.txt" | say || failed+=(bf16); }
 # What bf16 changes in results, against fp32, the rest alike (eager, contiguous): per image, the natural32 demo's
 # PSNR (the bundled trained prior; speed.BF16_PSNR_CHANGE_DB takes the mean |Δ|, against a tolerance of 0.05 dB);
 # the GMM test bed's posterior metrics (4 draws per image scored against the exact posterior).
@@ -144,7 +154,7 @@ PY
 if ((${#cold[@]})); then
   for pid in "${cold[@]}"; do wait "$pid" || failed+=("cold compilation")
   done
-  python3 - "$OUT/cold.jsonl" <<'PY' 2>&1 | say
+  "$PY" - "$OUT/cold.jsonl" <<'PY' 2>&1 | say
 import json, sys
 from pathlib import Path
 path = Path(sys.argv[1])
@@ -172,11 +182,11 @@ section graphs 50 && { timeout "$(limit 100)" "${bench[@]}" "${ours[@]}" --batch
 # A paper task end to end through the CLI, with the product's auto settings (its speed line says what they chose).
 if section paper 45; then
   run_dir=$(mktemp -d)
-  timeout "$(limit 90)" python3 -m dps_exp.run experiment=paper/ffhq_sr4 denoiser=random_adm data=sample data.limit=4 \
+  timeout "$(limit 90)" "$PY" -m dps_exp.run experiment=paper/ffhq_sr4 denoiser=random_adm data=sample data.limit=4 \
     data.size="$SIZE" sampler.steps="$PAPER_STEPS" device="$DEVICE" logger=none metrics.names=[psnr,ssim] progress=false \
     hydra.run.dir="$run_dir" >>"$OUT/log.txt" 2>&1 || failed+=(paper)
   grep -ho "speed on .*" "$run_dir/run.log" | say
-  python3 - "$run_dir/summary.json" <<'PY' 2>&1 | say || failed+=(paper)
+  "$PY" - "$run_dir/summary.json" <<'PY' 2>&1 | say || failed+=(paper)
 import json, sys
 s = json.load(open(sys.argv[1]))
 steps, n = s["config"]["sampler"]["steps"], s["rows"]
@@ -186,8 +196,16 @@ PY
 fi
 
 # A SWEEP-point sweep at one image per point, vectorized (one job) against sequential (SWEEP jobs), bf16.
-section sweep 150 && { timeout "$(limit 240)" python3 scripts/bench.py --sweep "$SWEEP" 1 --device "$DEVICE" \
+section sweep 150 && { timeout "$(limit 240)" "$PY" scripts/bench.py --sweep "$SWEEP" 1 --device "$DEVICE" \
   --size "$SIZE" --steps "$SWEEP_STEPS" --precision bf16 2>>"$OUT/log.txt" | say || failed+=(sweep); }
+# The heterogeneous sweep (FFHQ UNet, random weights; the run's auto batch and precision), three ways.
+section continuous 120 && { timeout "$(limit 240)" "$PY" scripts/bench.py --continuous "$CONT_IMAGES" --scale "$CONT_SCALE" \
+  --denoiser "$CONT_DENOISER" --device "$DEVICE" --size "$SIZE" 2>>"$OUT/log.txt" | say || failed+=(continuous); }
+# Every sampler on a task it supports, one process, one network for all; eager contiguous fp32 (what auto runs on
+# CUDA today: channels_last is slower eager there).
+section samplers 60 && { timeout "$(limit 120)" "${bench[@]}" --arch "$ARCH" --tutorial-batch --samplers all \
+  --batch $SAMPLER_BATCH --precision fp32 --channels-last off --warmup 1 --out "$OUT/samplers.jsonl" 2>>"$OUT/log.txt" | say \
+  || failed+=(samplers); }
 echo "gpu_check: done in $SECONDS s (budget $BUDGET s); sections: $SECTIONS" | say
 if ((${#failed[@]})); then
   echo "gpu_check: failed: ${failed[*]} (their errors are in $OUT/log.txt)" | say
