@@ -93,7 +93,9 @@ def test_a_sweep_resumed_twice_at_once_duplicates_nothing(tmp_path):
     held.claim()  # the other resumed sweep, still running point 0
     (sweep / "0" / "results.jsonl").write_text("")  # so that this resume has work to do there
     second = cli("-m", *args, "resume=true", cwd=tmp_path, timeout=120)
-    assert "is in use by another process" in second.stderr
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-2000:]
+    (error,) = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert f"{sweep / '0'} is in use by another process (pid {os.getpid()})" in error
     assert (sweep / "0" / "results.jsonl").read_text() == ""  # refused: nothing written into the held point
     assert len(lines(sweep / "1" / "results.jsonl")) == 1  # the free point: done once, not twice
 
@@ -190,7 +192,29 @@ def test_a_signal_while_the_summary_is_written_leaves_a_complete_run_and_exit_0(
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "out/summary.json").read_text())["status"] == "complete"
-    assert "every result is recorded, the run is complete" in proc.stdout + proc.stderr
+    assert "the run is complete (exit 0)" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_summary_is_written_exits_0_as_the_summary_says(tmp_path, signum):
+    """The last second of a complete run (its closing log lines, Hydra's teardown): the exit status agrees with
+    the summary's `complete`."""
+    code = f"""
+import os, runpy, sys
+import dps_exp.run.cli as cli
+real = cli.objective
+def then_signal(*args):
+    os.kill(os.getpid(), {int(signum)})
+    return real(*args)
+cli.objective = then_signal
+sys.argv = ["dps_exp.run", *sys.argv[1:]]
+runpy.run_module("dps_exp.run", run_name="__main__")
+"""
+    proc = subprocess.run([sys.executable, "-c", code, *TINY, "hydra.run.dir=out"], cwd=tmp_path,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "out/summary.json").read_text())["status"] == "complete"
+    assert "the run is complete (exit 0)" in proc.stdout + proc.stderr
 
 
 def test_a_sigterm_while_a_batch_is_recorded_keeps_the_whole_batch(tmp_path):
@@ -209,3 +233,31 @@ def test_a_sigterm_while_a_batch_is_recorded_keeps_the_whole_batch(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
     assert [r["index"] for r in lines(tmp_path / "out/results.jsonl")] == [0, 1, 2]  # the batch, not its first row
     assert json.loads((tmp_path / "out/summary.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [("data.size=32", "data.size=16 (this run: data.size=32)"),
+     ("denoiser.alpha=0.5", "denoiser.alpha="),
+     ("metrics.names=[psnr]", "metrics.names=[psnr,ssim] (this run: metrics.names=[psnr])")],
+)  # fmt: skip
+def test_a_run_into_a_directory_of_other_data_or_metrics_settings_names_the_key(tmp_path, override, named):
+    from dps_exp.run.planner import check_directory
+    from dps_exp.run.points import expand
+    from dps_exp.run.settings import Identity, per_sample_of
+    from tests.helpers import compose
+
+    def rows_of(overrides):
+        spec = resolve(compose([*TINY, "precision=fp32", "compile=false", "channels_last=false", *overrides]))
+        identity = Identity(spec, per_sample_of(spec), "cpu", ["psnr"])
+        from dps_exp.run.rows import Rows
+
+        params = Rows(spec, identity, {}, 1, None, {}, None, None).params
+        return spec, identity, [{"key": "0-x", "config_id": identity.id, "settings": identity.settings,
+                                 "params": params, "index": 0, "source": "a.png"}]  # fmt: skip
+
+    _, _, recorded = rows_of([])
+    spec, identity, _ = rows_of([override])
+    point = type("P", (), {"values": expand(spec, per_sample_of(spec))[0], "id": "x"})()
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        check_directory(tmp_path, recorded, identity, point, {0: "a.png"})

@@ -86,3 +86,17 @@ def test_a_path_is_rendered_as_the_package_renders_it(intensity):
         ref = reference_render([(p.real, p.imag) for p in z.tolist()], 61)
         assert k.dtype == torch.float64 and k.sum().item() == pytest.approx(1, abs=1e-12)
         assert np.allclose(k.numpy(), ref, rtol=0, atol=1e-15)
+
+
+def test_a_kernel_too_small_for_the_packages_law_is_refused_in_one_line():
+    """Below 55 px the package's line is 0 px wide: no kernel could be drawn, so the value is refused up front."""
+    from dps_exp.config import check_node
+    from dps_exp.errors import ConfigError
+
+    node = {"_target_": "dps_exp.physics.blur.MotionBlur", "kernel_size": 53}
+    with pytest.raises(ConfigError, match=r"physics.kernel_size=53 is not allowed: it must satisfy 55 ≤ kernel_size"):
+        check_node(node, "physics")
+    check_node(node | {"kernel_size": 55}, "physics")
+    for seed in range(5):  # and the smallest allowed one draws, every time
+        k = motion_kernel(55, 0.5, torch.Generator().manual_seed(seed))
+        assert k.sum().item() == pytest.approx(1.0)

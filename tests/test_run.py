@@ -147,8 +147,10 @@ def test_a_torn_last_line_is_dropped(tmp_path):
 
 def test_results_of_another_config_are_not_mixed_in(tmp_path):
     Run(spec("data.limit=1"), tmp_path).execute()
-    with pytest.raises(ConfigError, match="already holds results of another configuration"):
+    with pytest.raises(ConfigError, match=r"already holds results made with denoiser.alpha=3.0 \(this run: denoiser"):
         Run(spec("data.limit=1", "denoiser.alpha=2.0"), tmp_path).execute()
+    with pytest.raises(ConfigError, match="already holds results of another configuration"):  # no key to name
+        Run(spec("data.limit=1", "sampler=ddrm"), tmp_path).execute()
 
 
 def test_folder_data_converts_grey_and_rgba_and_reports_unreadable_files(tmp_path, caplog):

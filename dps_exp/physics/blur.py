@@ -15,7 +15,7 @@ from dps_exp import batch
 from dps_exp.config import PER_SAMPLE, Range
 from dps_exp.errors import ConfigError
 from dps_exp.physics.base import LinearPhysics
-from dps_exp.physics.motion import motion_kernel
+from dps_exp.physics.motion import MIN_KERNEL, motion_kernel
 from dps_exp.physics.noise import Noise
 from dps_exp.physics.svd import Factor, Separable
 
@@ -208,6 +208,8 @@ class MotionBlur(Blur):
 
     Args:
         intensity: trajectory irregularity (0: a straight segment; longer, bent paths as it grows). Paper: 0.5
+        kernel_size: kernel window side in pixels, odd, at least 55 (the package's law draws a line 0 px wide in a
+            smaller one). Paper: 61
         kernel_per: `image`: a kernel per image, from its seed and index; `run`: one kernel for every image, as the
             official code
         kernel_seed: the seed of the one kernel when `kernel_per=run`; independent of `seed`, so a seed sweep varies
@@ -217,7 +219,7 @@ class MotionBlur(Blur):
     def __init__(
         self,
         intensity: Annotated[float, Range(0, 1), PER_SAMPLE] = 0.5,
-        kernel_size: Annotated[int, Range(1, None)] = 61,
+        kernel_size: Annotated[int, Range(MIN_KERNEL, None)] = 61,
         kernel_per: Literal["image", "run"] = "image",
         kernel_seed: Annotated[int, Range(0, None)] = 0,
         method: Literal["auto", "direct", "fft"] = "auto",

@@ -71,6 +71,11 @@ def triangular(u: Tensor, mode: float, high: float) -> Tensor:
     return torch.where(u < split, (u * high * mode).sqrt(), high - ((1 - u) * high * (high - mode)).sqrt())
 
 
+MIN_KERNEL = 55
+"""The smallest kernel the package's law can render: its line is int(diagonal / 150) px wide on the 2·size canvas,
+0 px (nothing drawn) below 55."""
+
+
 def render(z: Tensor, size: int) -> Tensor:
     """The polyline through z (x = real, y = imaginary, in pixels of the 2·size canvas) rendered as the package
     renders it (step 5), as a (size, size) uint8 image."""

@@ -26,7 +26,7 @@ from dps_exp.config import resolve, target_of
 from dps_exp.errors import UserError
 from dps_exp.run.preflight import hydra_problem, unwritable_output
 from dps_exp.run.resume import previous_dir, resume_requested, without_resume
-from dps_exp.run.signals import exit_as_signalled, stop_on_signal
+from dps_exp.run.signals import exit_as_signalled, note_signals, stop_on_signal
 
 CONF_MODULE = "dps_exp.conf"
 CONF_DIR = Path(str(importlib.resources.files(CONF_MODULE)))
@@ -68,6 +68,14 @@ def remove_if_unused(out_dir: Path) -> None:
     (`.hydra/`, the log)."""
     if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= {".hydra", "run.log"}:
         shutil.rmtree(out_dir, ignore_errors=True)
+        here = Path.cwd().resolve()
+        for parent in out_dir.resolve().parents:  # Hydra's outputs/<date>/ too, when nothing else is in them
+            if parent == here or here not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty
+                break
 
 
 def objective(run, summaries: list[dict], multirun: bool) -> float:
@@ -94,6 +102,7 @@ def main(cfg: DictConfig) -> float:
     # torch and the rest load here, not at the top: a Ctrl-C while they load ends like any other (exit 130); the
     # config is validated first, so a bad value is said before the run's heavier imports (metrics, images) load
     from dps_exp.run.points import PointLogs
+    from dps_exp.run.recorder import DirectoryInUse
     from dps_exp.run.settings import validate
 
     with PointLogs() as point_logs:
@@ -113,13 +122,16 @@ def main(cfg: DictConfig) -> float:
         except KeyboardInterrupt as err:  # the Run has said what is kept
             exit_as_signalled(err)
         except UserError as err:
-            if multirun:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
+            in_use = isinstance(err, DirectoryInUse)  # another process runs this: every job would be refused alike
+            if multirun and not in_use:  # a failed job: the launcher records it, the sweep (or Optuna study) goes on
                 log.error("%s", err)
                 raise
             print(f"error: {err}", file=sys.stderr)
-            to_log_files(f"error: {err}")
-            remove_if_unused(out_dir)
+            if not in_use:  # its run.log is the other process's
+                to_log_files(f"error: {err}")
+                remove_if_unused(out_dir)
             sys.exit(2)
+        late = note_signals() if not multirun else None  # complete: a signal from here on cannot undo that
         hint = target_of(run.spec["sampler"]).divergence_hint
         for k, (point, summary) in enumerate(zip(run.points, summaries, strict=True)):
             log.info("%s: %d images, mean PSNR %s, in %s", point.name, summary["ok"],
@@ -128,11 +140,12 @@ def main(cfg: DictConfig) -> float:
             if summary["diverged"]:
                 log.warning("%s: %d of %d results diverged (NaN or inf), left out of the metrics; %s", point.name,
                             summary["diverged"], summary["rows"], hint, extra={"point": k})  # fmt: skip
-    if run.late_signal is not None:
-        log.warning("a signal arrived while the summaries were written: every result is recorded, the run is complete")
-        if multirun:  # the sweep stops here, as asked; this job is complete
+    value = objective(run, summaries, multirun)
+    if run.late_signal is not None or (late is not None and late.caught):
+        log.warning("a signal arrived after the results were recorded: the run is complete (exit 0)")
+        if multirun:  # the sweep stops here, as asked; this job is complete, the sweep is not
             exit_as_signalled(KeyboardInterrupt(run.late_signal))
-    return objective(run, summaries, multirun)
+    return value
 
 
 # Config options that need a Hydra plugin (or a library) from an extra: (argument prefix, module, extra).

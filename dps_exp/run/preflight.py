@@ -4,6 +4,7 @@ parse, an output directory that cannot be made."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Sequence
@@ -106,6 +107,7 @@ def unwritable_output(argv: Sequence[str]) -> str | None:
     value = named[-1] if named else "multirun" if key == "hydra.sweep.dir" else "outputs"
     if "${" not in value:
         directory = Path(value)
+        made = [d for d in (directory, *directory.parents) if not d.exists()]  # removed again: a refusal leaves none
         try:
             directory.mkdir(parents=True, exist_ok=True)
             probe = directory / ".write-test"
@@ -113,4 +115,8 @@ def unwritable_output(argv: Sequence[str]) -> str | None:
             probe.unlink()
         except OSError as err:
             return f"cannot write into {key}={value}: {err.strerror or err}: choose another directory"
+        finally:
+            for d in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    d.rmdir()
     return None

@@ -20,7 +20,7 @@ from dps_exp.run.engine import to_unit
 from dps_exp.run.planner import row_key
 from dps_exp.run.points import Point, flatten
 from dps_exp.run.recorder import RecordError, aggregate, counts
-from dps_exp.run.settings import SCIENCE, Identity
+from dps_exp.run.settings import Identity
 from dps_exp.run.signals import signals_held
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Rows:
     ):
         self.spec, self.identity, self.provenance, self.samples = spec, identity, provenance, samples
         self.metrics, self.metric_weights, self.data, self.device = metrics, metric_weights, data, device
-        self.params = {k: v for group in SCIENCE for k, v in flatten(spec[group], group + ".").items()}
+        self.params = flatten(identity.config)  # the science groups, the data (less batching), the metrics
 
     def base(self, item: Item, point: Point) -> dict:
         return {

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from dps_exp.config import PER_SAMPLE, Range, check_node, per_sample_keys
 from dps_exp.errors import ConfigError
 from dps_exp.metrics.image import DEFAULT_NAMES
-from dps_exp.run.points import point_id, with_values
+from dps_exp.run.points import flatten, point_id, with_values
 
 GROUPS = ("schedule", "physics", "denoiser", "sampler", "data", "metrics", "logger")
 SCIENCE = ("schedule", "physics", "denoiser", "sampler")
@@ -114,6 +114,7 @@ class Identity:
         static["data"] = {k: v for k, v in spec["data"].items() if k not in BATCHING}
         static["metrics"] = spec["metrics"]
         self.config = with_values(static, "", {k: None for k in per_sample})
+        self.per_sample = frozenset(per_sample)
         settings = {k: spec.get(k, default) for k, default in RESULT_KEYS.items()} | dict(resolved or {})
         if unresolved := [k for k in SPEED_KEYS if settings[k] == "auto"]:
             raise ValueError(f"an identity needs resolved values, not auto: {', '.join(unresolved)}")
@@ -130,6 +131,11 @@ class Identity:
             for key, ours in self.settings.items():
                 if theirs.get(key) != ours:
                     return f"made with {key}={_show(theirs.get(key))} (this run: {key}={_show(ours)})"
+        params = row.get("params")  # each row's hyperparameters, data and metrics settings (Rows.params)
+        if isinstance(params, Mapping):
+            for key, ours in flatten(self.config).items():
+                if key not in self.per_sample and key in params and params[key] != ours:
+                    return f"made with {key}={_show(params[key])} (this run: {key}={_show(ours)})"
         return f"of another configuration (config_id {row.get('config_id')}, this run is {self.id})"
 
 

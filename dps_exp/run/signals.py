@@ -26,6 +26,17 @@ class Held:
         self.caught: list[int] = []
 
 
+def note_signals() -> Held:
+    """From now until the process exits, Ctrl-C and SIGTERM are only noted in the returned `Held`: for a run
+    whose results and summaries are all written (its last log lines, Hydra's and W&B's teardown), which a signal
+    can no longer make incomplete, so it exits 0 as its summaries say."""
+    held = Held()
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, lambda signum, frame: held.caught.append(signum))
+    return held
+
+
 @contextlib.contextmanager
 def signals_held(reraise: bool = True):
     """Ctrl-C and SIGTERM wait for the block (results being recorded, summaries and W&B runs being written),

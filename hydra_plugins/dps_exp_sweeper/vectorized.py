@@ -188,11 +188,6 @@ class VectorizedSweeper(Launching, Sweeper):
                 extra = [f"hydra.sweep.dir={previous}"]
             else:
                 log.info("resume=true: no earlier sweep with these overrides; starting %s", sweep_dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        with open_dict(self.config):
-            self.config.hydra.sweep.dir = str(sweep_dir)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
         if self.vectorize:
             packed = self.pack(jobs)
             batch = [job + extra for job in packed]
@@ -200,7 +195,11 @@ class VectorizedSweeper(Launching, Sweeper):
         else:
             batch = [job + extra for job in jobs]
         self.validate_batch_is_legal(batch)
-        self.validate_values(batch, jobs)
+        self.validate_values(batch, jobs)  # before the sweep's directory exists: a refused sweep leaves none
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open_dict(self.config):
+            self.config.hydra.sweep.dir = str(sweep_dir)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns = self.launcher.launch(batch, initial_job_idx=0)
         for r in returns:
             _ = r.return_value  # raise here if a job failed, as the basic sweeper does
