@@ -42,6 +42,18 @@ def numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers, e.g. 0.5,1,2") from None
 
 
+def names(options: Sequence[str]):
+    """argparse type: comma-separated names, each one of `options`."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [v for v in text.split(",") if v]
+        if bad := [v for v in chosen if v not in options]:
+            raise argparse.ArgumentTypeError(f"{', '.join(bad)}: choose from {', '.join(options)}")
+        return chosen
+
+    return parse
+
+
 def positive(text: str) -> int:
     """argparse type: a whole number ≥ 1."""
     if not text.isdigit() or int(text) < 1:
@@ -63,21 +75,39 @@ class Bed:
     """The images (B, C, H, W) on the [0, 1] scale."""
 
     @classmethod
-    def build(cls, overrides: Sequence[str], fixed: Mapping[str, Any] | None = None) -> Bed:
-        """Compose, validate and build the config of `overrides`, then check that its images can go through it
-        (the engine's check: prior, operator, sampler); per-sample keys in `fixed` are taken as given instead of
-        from the config (lists the caller walks itself). UserError or HydraException for what cannot run."""
+    def build(
+        cls,
+        overrides: Sequence[str],
+        fixed: Mapping[str, Any] | None = None,
+        check: bool = True,
+        like: Bed | None = None,
+    ) -> Bed:
+        """Compose, validate and build the config of `overrides`, then (`check`) `Bed.check` it; per-sample keys in
+        `fixed` are taken as given instead of from the config (lists the caller walks itself). `like`: a bed whose
+        schedule, prior and images are reused where this config's are the same (building a prior can take longer
+        than a short chain). UserError or HydraException for what cannot run."""
         spec = compose(list(overrides))
         validate(spec)
         fixed = dict(fixed or {})
-        schedule = build(spec["schedule"])
-        prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
-        data = build(spec["data"])
+        same = like is not None and all(spec[g] == like.spec[g] for g in ("schedule", "denoiser", "data"))
+        if same:
+            schedule, prior, data, truth = like.engine.schedule, like.prior, like.data, like.truth
+        else:
+            schedule = build(spec["schedule"])
+            prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
+            data = build(spec["data"])
+            truth = torch.stack([data.load(it) for it in data.items()])
         values = expand(spec, [k for k in per_sample_of(spec) if k not in fixed])[0] | fixed
         engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device("cpu"))
-        engine.check((data.channels, data.size, data.size), values)
-        truth = torch.stack([data.load(it) for it in data.items()])
-        return cls(spec, prior, data, engine, values, truth)
+        bed = cls(spec, prior, data, engine, values, truth)
+        if check:
+            bed.check()
+        return bed
+
+    def check(self) -> None:
+        """ConfigError when its images cannot go through this configuration (the engine's check: the prior's
+        shapes, the operator's fit, and whether the sampler works with this prior and operator)."""
+        self.engine.check(self.truth.shape[1:], self.values)
 
     @property
     def seed(self) -> int:
