@@ -84,5 +84,5 @@ def test_the_solver_table_prints_a_cell_per_sampler_and_task_and_a_dash_where_th
     assert [r[0] for r in rows] == ["| dps, 2 steps, ζ = 1", "| admm_tv, 3 iterations", "| er, 3 iterations"]
     assert [r[1] for r in rows] == ["2", "0", "–"] and rows[2][2] == "– |"
     assert all(5 < float(r[2].rstrip(" |")) < 40 for r in rows[:2])
-    assert lines[at + 6].startswith("Not run (the sampler's own check): er: inpaint (sampler=er solves Fourier phase")
+    assert lines[at + 6].startswith("Not run (the sampler's own check): er on inpaint (sampler=er solves Fourier phase")
     assert (tmp_path / "table.md").read_text().splitlines() == lines[at:]
