@@ -57,6 +57,9 @@ def test_the_leaderboard_writes_its_tables_and_plots_and_the_exact_sampler_sits_
     assert "Not run (the sampler's own check): er: sampler=er solves Fourier phase retrieval only" in text
     for x in ("nfe", "seconds"):
         assert (tmp_path / f"gmm_{x}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "gmm_nfe.png").unlink()
+    board["main"](["--out", str(tmp_path), "--replot"])  # the plots again from leaderboard.json, nothing run
+    assert (tmp_path / "gmm_nfe.png").is_file()
 
 
 @pytest.mark.parametrize(
