@@ -23,22 +23,17 @@ from pathlib import Path
 import torch
 from hydra.errors import HydraException
 
-from dps_exp.batch import stream_seed
-from dps_exp.config import build
 from dps_exp.denoisers.exact import exact_posterior
 from dps_exp.errors import UserError
 from dps_exp.metrics.image import psnr
-from dps_exp.metrics.posterior import posterior_metrics
-from dps_exp.run.cli import compose
-from dps_exp.run.engine import Batch, Engine, to_signed, to_unit
-from dps_exp.run.points import expand
-from dps_exp.run.settings import per_sample_of, validate
+from dps_exp.run.engine import to_unit
+from dps_exp.run.testbed import Bed, numbers, positive
 
 
-def spec_for(args) -> dict:
-    """The run config of this test bed, checked as a run checks its own (ranges, the images' fit to the prior):
-    a bad value stops it with the run's one-line message."""
-    overrides = [
+def overrides_for(args) -> list[str]:
+    """The run config of this test bed (`Bed.build` checks it as a run checks its own: ranges, the images' fit
+    to the prior; a bad value stops it with the run's one-line message)."""
+    return [
         f"denoiser={args.prior}",
         "data=prior_samples",
         f"data.count={args.images}",
@@ -53,27 +48,6 @@ def spec_for(args) -> dict:
         "metrics.names=[psnr]",  # SSIM's 11-pixel window does not fit 8×8 images
         *args.overrides,
     ]
-    spec = compose(overrides)
-    validate(spec)
-    return spec
-
-
-def each(values: dict, n: int) -> dict[str, list]:
-    """Per-sample values for a batch of n samples that share them."""
-    return {k: [v] * n for k, v in values.items()}
-
-
-def numbers(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers, e.g. 0.5,1,2") from None
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, at least 1")
-    return int(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,23 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     sizes = args.step_sizes
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     try:
-        spec = spec_for(args)
-        schedule = build(spec["schedule"])
-        prior = build(spec["denoiser"], schedule=schedule).eval().requires_grad_(False)
-        data = build(spec["data"])
-        items = data.items()
-        # the per-sample values; eta and step size (lists of any lengths here, not zipped) are set per row
-        per_row = {"sampler.eta": args.etas[0], "sampler.step_size": sizes[0]}
-        first = expand(spec, [k for k in per_sample_of(spec) if k not in per_row])[0] | per_row
-        engine = Engine(spec, schedule, prior, build(spec["metrics"]), torch.device("cpu"))
-        engine.check((data.channels, data.size, data.size), first)
+        # eta and step size (lists of any lengths here, not zipped) are set per row
+        bed = Bed.build(overrides_for(args), {"sampler.eta": args.etas[0], "sampler.step_size": sizes[0]})
     except (UserError, HydraException) as err:
         p.error(str(err).splitlines()[0])
     args.out.mkdir(parents=True, exist_ok=True)
-    truth = torch.stack([data.load(it) for it in items])  # (B, C, H, W), [0, 1] scale (unclipped)
+    truth = bed.truth  # (B, C, H, W), [0, 1] scale (unclipped)
     B, S = truth.shape[0], args.samples
-    physics, y = engine.measure(to_signed(truth), Batch(truth, each(first, B), range(B), [0] * B))
-    exact = exact_posterior(prior, physics, y, truth.shape[1:])
+    physics, y = bed.measure()
+    exact = exact_posterior(bed.prior, physics, y, truth.shape[1:])
     exact_sample = exact.sample(1, torch.Generator().manual_seed(args.seed))[:, 0].float()
     reference = {
         "exact_mean": psnr(to_unit(exact.mean.float()), truth).tolist(),
@@ -119,21 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     # one batch per eta: image b × step size z × draw s, draw-major inside, so each (b, z) is S rows together
-    rows = [(b, z, s) for b in range(B) for z in range(len(sizes)) for s in range(S)]
     with (args.out / "results.jsonl").open("w") as f:
         for eta in args.etas:
-            values = each(first | {"sampler.eta": eta}, len(rows)) | {
-                "sampler.step_size": [sizes[z] for _, z, _ in rows]
-            }
-            images = [b for b, _, _ in rows]
-            result = engine(Batch(truth[images], values, images, [s for *_, s in rows]))
-            xs = result.x.view(B, len(sizes), S, *truth.shape[1:])
+            xs, result = bed.draws(S, [{"sampler.eta": eta, "sampler.step_size": size} for size in sizes])
             diverged = torch.tensor(result.diverged_at).view(B, len(sizes), S)
             psnr_draws = torch.tensor(result.scores["psnr"]).view(B, len(sizes), S)
             for b in range(B):
                 for z, size in enumerate(sizes):
-                    gen = torch.Generator().manual_seed(stream_seed(args.seed, b, "posterior"))  # as a run's set
-                    m = posterior_metrics(xs[b, z][None], exact[b], to_signed(truth[b])[None], gen)
+                    m = bed.score(xs[b, z], exact, b)  # as a run scores its set
                     row = {
                         "prior": args.prior,
                         "mask": args.mask,
@@ -144,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                         "image": b,
                         "samples": S,
                         "diverged": int((diverged[b, z] >= 0).sum()),
-                        **{k: v.item() for k, v in m.items()},
+                        **m,
                         "psnr_sample": psnr_draws[b, z].mean().item(),
                         "psnr_mean": psnr(to_unit(xs[b, z].mean(0, keepdim=True)), truth[b][None]).item(),
                         "psnr_exact_mean": reference["exact_mean"][b],
@@ -154,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                     }
                     f.write(json.dumps(row) + "\n")
             print(
-                f"{args.prior} eta={eta}: {len(rows)} samples × {args.steps} steps in {result.seconds:.0f}s", flush=True
+                f"{args.prior} eta={eta}: {B * len(sizes) * S} samples × {args.steps} steps in {result.seconds:.0f}s",
+                flush=True,
             )
 
 

@@ -154,3 +154,17 @@ def test_exact_samples_score_at_their_floors_and_shifted_ones_do_not(schedule):
 def test_coverage_counts_values_inside_the_sample_range():
     samples = torch.tensor([[0.0, 0.0], [1.0, 2.0]]).view(2, 1, 1, 2)
     assert coverage(samples, torch.tensor([0.5, 3.0]).view(1, 1, 2)) == 0.5
+
+
+def test_one_posterior_of_a_batch_keeps_the_factors_computed_for_the_batch(schedule, monkeypatch):
+    # scoring many sets against one batch of posteriors (the leaderboard) must decompose each covariance once
+    prior = GaussianMixture(schedule, channels=1, image_size=3, components=2, seed=1)
+    physics = RandomInpainting(mask=0.5, noise=Noise(sigma=0.05)).draw((3, 1, 3, 3), gens(3), "cpu")
+    post = exact_posterior(prior, physics, physics.measure(torch.zeros(3, 1, 3, 3), gens(3, 10)))
+    whole = post.factors()
+    calls = []
+    eigh = torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda *a, **k: calls.append(1) or eigh(*a, **k))
+    one = post[1]
+    assert torch.equal(one.factors(), whole[1:2]) and not calls
+    assert one.sample(2, torch.Generator().manual_seed(0)).shape == (1, 2, 1, 3, 3) and not calls

@@ -96,9 +96,11 @@ class Mixture:
         return Mixture(*fields, parts[0].shape)
 
     def __getitem__(self, b: int) -> Mixture:
-        """The b-th mixture alone (a batch of one)."""
+        """The b-th mixture alone (a batch of one), with its factors if they are computed already (an
+        eigendecomposition of K d × d matrices: scoring several sets against one posterior needs it once)."""
         s = slice(b, b + 1)
-        return Mixture(self.weights[s], self.means[s], self.covariances[s], self.shape)
+        factors = None if self._factors is None else self._factors[s]
+        return Mixture(self.weights[s], self.means[s], self.covariances[s], self.shape, factors)
 
 
 ExactPosterior = Mixture
