@@ -97,7 +97,11 @@ def test_a_killed_continuous_run_resumes_to_the_same_rows_without_duplicates(tmp
     killed = subprocess.run([sys.executable, "-c", signal_after(1, signal.SIGKILL), *args], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL
-    first = [r for k in (0, 1) for r in rows(tmp_path / "out" / f"point-{k}")] if (tmp_path / "out/point-1/results.jsonl").exists() else None  # noqa: E501
+    first = (
+        [r for k in (0, 1) for r in rows(tmp_path / "out" / f"point-{k}")]
+        if (tmp_path / "out/point-1/results.jsonl").exists()
+        else None
+    )  # noqa: E501
     assert first is None or len(first) == 1
     resumed = cli(*args, cwd=tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

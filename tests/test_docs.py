@@ -26,8 +26,12 @@ from tests.helpers import compose
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 ENVIRONMENT = {"HOME": "/home/user"}
-PROGRAMS = {"python -m dps_exp.run": "config", "dps-run": "config", "dps-train-prior": "train_prior",
-            "python scripts/train_prior.py": "train_prior"}  # their configs
+PROGRAMS = {
+    "python -m dps_exp.run": "config",
+    "dps-run": "config",
+    "dps-train-prior": "train_prior",
+    "python scripts/train_prior.py": "train_prior",
+}  # their configs
 
 
 def code_blocks(text: str) -> list[str]:

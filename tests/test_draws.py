@@ -86,4 +86,6 @@ def test_posterior_scores_do_not_depend_on_the_batch(tmp_path):
     Run(resolve(compose([*base, "data.batch_size=4"])), tmp_path / "four").execute()
     for a, b in zip(rows(tmp_path / "one"), rows(tmp_path / "four"), strict=True):
         assert "sliced_w2_floor" in a["metrics"]
-        assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-5)  # the batch-invariance tolerance: a few ulp of a PSNR
+        assert a["metrics"] == pytest.approx(
+            b["metrics"], abs=1e-5
+        )  # the batch-invariance tolerance: a few ulp of a PSNR

@@ -156,7 +156,7 @@ def test_an_unwritable_output_directory_is_one_line(tmp_path):
 def test_a_line_that_is_not_a_result_is_skipped_with_a_warning(tmp_path, caplog):
     Run(spec("data.limit=1"), tmp_path).execute()
     results = tmp_path / "results.jsonl"
-    results.write_text(results.read_text() + "[1, 2]\n42\n{\"no\": \"key\"}\nnot json\n")
+    results.write_text(results.read_text() + '[1, 2]\n42\n{"no": "key"}\nnot json\n')
     with caplog.at_level(logging.WARNING):
         assert len(read_results(results)) == 1
     said = [r.getMessage() for r in caplog.records]

@@ -87,7 +87,9 @@ def test_a_fresh_install_of_the_wheel_runs_the_demo_from_anywhere(wheel, tmp_pat
     proc = subprocess.run([env_dir / "bin" / "dps-run", *sweep], cwd=elsewhere, env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [json.loads((elsewhere / "sweep" / k / "summary.json").read_text())["status"] for k in "01"] == ["complete"] * 2
+    assert [json.loads((elsewhere / "sweep" / k / "summary.json").read_text())["status"] for k in "01"] == [
+        "complete"
+    ] * 2
     assert list((elsewhere / "sweep").glob("packed-*"))
 
 

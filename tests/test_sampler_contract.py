@@ -34,7 +34,9 @@ class OneStep(Sampler):
 
     def check(self, prior, physics) -> None:
         if not isinstance(physics, LinearPhysics):
-            raise ConfigError(f"sampler=one_step needs a linear operator (it starts from A⁺y), not {type(physics).__name__}")
+            raise ConfigError(
+                f"sampler=one_step needs a linear operator (it starts from A⁺y), not {type(physics).__name__}"
+            )
 
     def sample(self, y, physics, prior, schedule, noise, callback=None, progress=False) -> SampleResult:
         start = physics.init(y)

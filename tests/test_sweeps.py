@@ -201,8 +201,12 @@ def test_a_killed_sweep_resumes_to_the_same_rows_without_duplicates(tmp_path):
 
 def test_submitit_local_launcher_runs_two_jobs(tmp_path):
     proc = cli(
-        "-m", *FAST, "sampler.distance=auto,plain", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 's'}",
-        cwd=tmp_path
+        "-m",
+        *FAST,
+        "sampler.distance=auto,plain",
+        "hydra/launcher=local",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(rows_of(tmp_path / "s")) == ["0", "1"]

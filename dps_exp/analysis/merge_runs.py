@@ -129,5 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             scores.append(f"{name} {score['mean']:.4g} ± {score['std']:.2g}")
         else:  # a set-level one
             value = score["value"]
-            scores.append(f"{name} {value:.4g} over {score['n']}" if value is not None else f"no {name}: {score['reason']}")
+            scores.append(
+                f"{name} {value:.4g} over {score['n']}" if value is not None else f"no {name}: {score['reason']}"
+            )
     print(f"{summary['rows']} rows from {len(args.runs)} runs into {args.out}: " + ", ".join(scores))

@@ -202,7 +202,12 @@ def continue_earlier_run(argv: list[str]) -> list[str]:
 def entry() -> None:
     """`python -m dps_exp.run` and the `dps-run` console script."""
     argv = sys.argv[1:]
-    if problem := missing_plugin(argv) or shared_part(argv) or hydra_problem(argv, compose_task) or unwritable_output(argv):
+    if (
+        problem := missing_plugin(argv)
+        or shared_part(argv)
+        or hydra_problem(argv, compose_task)
+        or unwritable_output(argv)
+    ):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *continue_earlier_run(sys.argv[1:])]

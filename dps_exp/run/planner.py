@@ -28,7 +28,9 @@ def pending(items: Sequence[Item], points: Sequence[Point], samples: int) -> lis
     return [(it, p, s) for it in items for p in points if row_key(it, p) not in p.done for s in range(samples)]
 
 
-def check_directory(directory: Path, rows: Sequence[Mapping], identity: Identity, point: Point, names: Mapping[int, str]):
+def check_directory(
+    directory: Path, rows: Sequence[Mapping], identity: Identity, point: Point, names: Mapping[int, str]
+):
     """Raise ConfigError (one line, naming what differs) unless every row recorded in `directory` is of this
     run's identity, of `point`, and of an image this run holds under the same file name (`names`: index →
     file name of this run's images)."""

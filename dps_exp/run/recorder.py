@@ -243,7 +243,9 @@ class Recorder:
         for name, v in state.items():
             if v.ndim in (2, 3):
                 v = v.detach().cpu().float()
-                self._save(f"operators/{key}_{name}.png", lambda path, v=v: save_image(v / v.max().clamp_min(1e-12), path))
+                self._save(
+                    f"operators/{key}_{name}.png", lambda path, v=v: save_image(v / v.max().clamp_min(1e-12), path)
+                )
         return rel
 
     def write_summary(self, summary: Mapping) -> None:

@@ -111,8 +111,9 @@ class Rows:
             "config": point.config,
         }
 
-    def finish(self, points: Sequence[Point], status: str, wall_time: float, extra: Mapping | None = None
-               ) -> tuple[list[dict], int | None]:
+    def finish(
+        self, points: Sequence[Point], status: str, wall_time: float, extra: Mapping | None = None
+    ) -> tuple[list[dict], int | None]:
         """Each point's summary and W&B run, all written even if a signal arrives meanwhile; returns the summaries
         and that signal, if one came (the caller decides: a complete run is complete, an unfinished one is
         stopping already). `extra` is added to each summary. Each point's directory is released."""

@@ -45,7 +45,11 @@ class Chains:
         still walking (n,) bool (a slot past its end computes on, its result masked out)."""
         index = self.pos[:n, None].clamp_max(self.t.shape[1] - 1)
         t = self.t[:n].gather(1, index)[:, 0]
-        return t, {k: v[:n].gather(1, index).view(-1, 1, 1, 1) for k, v in self.coef.items()}, self.pos[:n] < self.lens[:n]
+        return (
+            t,
+            {k: v[:n].gather(1, index).view(-1, 1, 1, 1) for k, v in self.coef.items()},
+            self.pos[:n] < self.lens[:n],
+        )
 
     def advance(self, n: int) -> list[int]:
         """Move slots 0 … n − 1 one step on; returns those that have just taken their last step."""

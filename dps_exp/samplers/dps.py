@@ -190,7 +190,9 @@ class DPSRunner(Runner):
         x_next = self.apply(c, self.x[:n], pred, eps) - self.zeta[:n].view(-1, 1, 1, 1) * g
         self.x[:n], self.diverged_at[:n] = keep_finite(self.x[:n], x_next, self.diverged_at[:n], self.chains.pos[:n])
         done = self.chains.advance(n)
-        finished = [(self.tokens[b], self.x[b].clone(), self.diverged_at[b].clone(), self.chains.length[b]) for b in done]
+        finished = [
+            (self.tokens[b], self.x[b].clone(), self.diverged_at[b].clone(), self.chains.length[b]) for b in done
+        ]
         for b in sorted(done, reverse=True):  # the last occupied slot takes each freed one
             last = self.n - 1
             if b != last:
