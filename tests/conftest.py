@@ -15,7 +15,20 @@ from dps_exp.schedule import LinearSchedule
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.pop("WANDB_MODE", None)
-torch.set_num_threads(min(2, torch.get_num_threads()))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the suite's workers share the cores: one thread each, children too
+    os.environ["OMP_NUM_THREADS"] = "1"  # (two OpenMP teams spinning on two cores slow a convolution 30×)
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_batch_memory(monkeypatch):
+    """The batch sizes `auto` remembers for the process (halved after running out of memory) start empty in each
+    test, so an earlier test's injected out-of-memory error does not shrink a later test's batches."""
+    from dps_exp.run import acceleration
+
+    monkeypatch.setattr(acceleration, "_BATCHES", {})
 
 
 @pytest.fixture(autouse=True)
