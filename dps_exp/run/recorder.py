@@ -97,6 +97,10 @@ def write_json(path: Path, data: Mapping) -> None:
         raise cannot_write(path, err) from None
 
 
+_WARNED: set[tuple[Path, int, str]] = set()
+"""The (file, line number, line) already warned about in this process."""
+
+
 def read_results(path: Path) -> list[dict]:
     """Every result of a results.jsonl. A line that is not a result (not JSON, or JSON that is not an object
     with a `key`) is skipped with a warning naming the file and line, but for a torn last line (a run killed
@@ -115,7 +119,9 @@ def read_results(path: Path) -> list[dict]:
             if number == len(lines) and not text.endswith("\n"):
                 continue  # a torn last line
         if not isinstance(row, dict) or not isinstance(row.get("key"), str):
-            log.warning("%s line %d is not a result (a JSON object with a key): skipped", path, number)
+            if (path, number, line) not in _WARNED:  # a run reads its file several times: one warning a line
+                _WARNED.add((path, number, line))
+                log.warning("%s line %d is not a result (a JSON object with a key): skipped", path, number)
             continue
         rows.pop(row["key"], None)
         rows[row["key"]] = row
