@@ -152,11 +152,18 @@ class Engine:
             seconds=time.perf_counter() - tic,
         )
 
+    def lengths(self, points: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Network evaluations per sample at each of these points (their per-sample values)."""
+        return [self.sampler_at(values).length(self.schedule) for values in points]
+
+    def sampler_at(self, values: Mapping[str, Any]) -> Sampler:
+        """The sampler of one point."""
+        return self.build("sampler", {k: [v] for k, v in values.items()})
+
     def continuous(self, points: Sequence[Mapping[str, Any]]) -> bool:
-        """Whether samples of these points (their per-sample values) are batched continuously: the sampler can
-        (it has a runner) and their chains differ in length, so a batch walked in step would idle its short ones."""
-        samplers = [self.build("sampler", {k: [v] for k, v in values.items()}) for values in points]
-        return samplers[0].continuous and len({s.length(self.schedule) for s in samplers}) > 1
+        """Whether samples of these points are batched continuously: the sampler can (it has a runner) and their
+        chains differ in length, so a batch walked in step would idle its short ones."""
+        return self.sampler_at(points[0]).continuous and len(set(self.lengths(points))) > 1
 
     def stream(self, jobs: Iterator[StreamJob], capacity: int) -> Iterator[tuple[object, BatchResult]]:
         """Continuous batching: `capacity` slots, filled from `jobs` as they free up; yields (token, result of that

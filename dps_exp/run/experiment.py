@@ -58,9 +58,9 @@ class Run:
         self.engine = Engine(spec, self.schedule, self.prior, self.metrics, self.device, self.settings.progress)
         shape, points = (self.data.channels, self.data.size, self.data.size), expand(spec, self.per_sample)
         self.engine.check(shape, points[0])
-        steps = max(int(p.get("sampler.steps", spec["sampler"].get("steps", 1000))) for p in points)
-        self.workload = Workload(len(self.data.items()) * len(points) * self.settings.samples, steps, shape,
-                                 network_parameters(self.prior), point_id(spec["denoiser"]))  # fmt: skip
+        self.workload = Workload(len(self.data.items()) * len(points) * self.settings.samples,
+                                 max(self.engine.lengths(points)), shape, network_parameters(self.prior),
+                                 point_id(spec["denoiser"]))  # fmt: skip
         self.speed = resolve_speed(self.settings.precision, self.settings.compile, self.settings.channels_last,
                                    self.data.batch_size, self.prior, self.device, self.workload)  # fmt: skip
         log.info("%s", self.speed.line(self.device.type))

@@ -89,10 +89,6 @@ class ADMM(Sampler):
     def prior_step(self, like: Tensor, prior: Denoiser, schedule: Schedule) -> PriorStep:
         """The prior step z = prox_{g/ρ}(v) for a run on images shaped like `like` (B, C, H, W)."""
 
-    @abstractmethod
-    def nfe(self) -> int:
-        """Network evaluations per sample of a whole run."""
-
     def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
                callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """ADMM from z₀ = A⁺y; `callback(k, x_{k+1}, z_{k+1})` after each iteration. `noise` is not used."""
@@ -116,4 +112,4 @@ class ADMM(Sampler):
                 x, z, u = state.chunk(3, dim=1)
                 if callback is not None:
                     callback(k, x, z)
-        return SampleResult(x=x, diverged_at=diverged_at, nfe=self.nfe())
+        return SampleResult(x=x, diverged_at=diverged_at, nfe=self.length(schedule))

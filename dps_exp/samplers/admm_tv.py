@@ -113,6 +113,3 @@ class ADMMTV(ADMM):
     def prior_step(self, like: Tensor, prior: Denoiser, schedule: Schedule) -> PriorStep:
         gamma = per_sample(self.tv_weight, like) / per_sample(self.rho, like)
         return TVProx(gamma, self.tv_steps)
-
-    def nfe(self) -> int:
-        return 0

@@ -62,8 +62,8 @@ class Sampler(ABC):
         return None
 
     def length(self, schedule: Schedule) -> int:
-        """Network evaluations per sample with these settings; samplers with a `runner` whose points differ in
-        it are batched continuously."""
+        """Network evaluations per sample with these settings (the default: none, a sampler without a network):
+        what the run's speed rules weigh, and, for samplers with a `runner`, what decides continuous batching."""
         return 0
 
     @abstractmethod

@@ -77,6 +77,10 @@ class DDRM(Sampler):
                 "(use physics/noise=gaussian or physics.noise.kind=none)"
             )
 
+    def length(self, schedule: Schedule) -> int:
+        """One network evaluation a step."""
+        return len(schedule.timesteps(self.steps))
+
     def sample(self, y: Tensor, physics: Physics, prior: Denoiser, schedule: Schedule, noise: NoiseSource,
                callback: Callback | None = None, progress: bool = False) -> SampleResult:  # fmt: skip
         """Draw x_T around ȳ from `noise`, then walk the timesteps; `noise` also supplies each step's z."""
@@ -118,4 +122,4 @@ class DDRM(Sampler):
             x, diverged_at = keep_finite(x, x_next, diverged_at, i)
             if callback is not None:
                 callback(i, x, x0)
-        return SampleResult(x=x, diverged_at=diverged_at, nfe=len(ts))
+        return SampleResult(x=x, diverged_at=diverged_at, nfe=self.length(schedule))

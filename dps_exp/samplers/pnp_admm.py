@@ -98,8 +98,9 @@ class PnPADMM(ADMM):
                 f"√(1 − ᾱ_t)/√ᾱ_t runs from {lo:.3g} (t = 0) to {hi:.3g} (t = T − 1)"
             )
 
+    def length(self, schedule: Schedule) -> int:
+        """One network evaluation an iteration."""
+        return self.iterations
+
     def prior_step(self, like: Tensor, prior: Denoiser, schedule: Schedule) -> PriorStep:
         return GaussianDenoiser(prior, self.sigma, like)
-
-    def nfe(self) -> int:
-        return self.iterations
